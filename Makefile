@@ -1,0 +1,34 @@
+# Every target does its own set-up into .venv (torch 2.13.0 first: a CPU wheel here; a bare
+# `torch` would pull a multi-GB CUDA build), so each works on a fresh machine.
+PY      := .venv/bin/python
+PIP     := .venv/bin/pip
+STAMP   := .venv/.installed
+
+.PHONY: setup demo test unit nbval book check-book times clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
+	mkdir -p .venv/etc/ipython && echo 'c.IPKernelApp.log_level = "ERROR"' > .venv/etc/ipython/ipython_kernel_config.py
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## demo: train PVQAE and the VQ-VAE baseline on the synthetic data (quick profile), evaluate both,
+## print the AUROC table and write a heat-map figure to runs/demo/
+demo: $(STAMP)
+	$(PY) -m pvqae_lib demo --out runs/demo
+
+## test: every unit test, then every notebook under nbval
+test: unit nbval
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+nbval: $(STAMP)
+	PVQAE_PROFILE=quick $(PY) -m pytest --nbval-lax -p no:cacheprovider book -q
+
+clean:
+	rm -rf _build runs

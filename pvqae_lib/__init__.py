@@ -1,0 +1,13 @@
+"""pvqae_lib: the library of the PVQAE book.
+
+Patch-aware Vector Quantized AutoEncoder (Cheng, Qu & Lee, arXiv 2501.09187) for unsupervised
+visual defect detection, with the lookup-free quantization and synthetic-anomaly ideas of LFQUIAD
+(Lin & Lai). The chapters import it as ``import pvqae_lib as pv``.
+"""
+__version__ = "0.1.0"
+
+from . import budget, config, data, discriminator, metrics, model, pipeline, prior, quantize, routing, scoring, train
+from .config import get_device, get_profile
+
+__all__ = ["budget", "config", "data", "discriminator", "metrics", "model", "pipeline", "prior", "quantize",
+           "routing", "scoring", "train", "get_device", "get_profile"]

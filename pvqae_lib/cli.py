@@ -1,0 +1,272 @@
+"""``python -m pvqae_lib train | evaluate | benchmark`` (DESIGN §3).
+
+Bad input ends with one line on stderr and exit code 2, never a traceback; nothing a user made
+is overwritten without ``--force``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from .config import Profile, from_dict, get_device, get_profile, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
+from .data import DataError, load_dataset, mtsd_split
+from .train import CHECKPOINT, CheckpointError, load_checkpoint
+
+DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
+
+
+class UsageError(ValueError):
+    """A command-line mistake (one line)."""
+
+
+def git_commit() -> str:
+    """The commit the code ran from, '-dirty' when the tree had uncommitted changes, or 'unknown'."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def command_line() -> str:
+    return "python -m pvqae_lib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def write_json(obj, path: Path) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------- train
+
+def profile_from_args(args) -> Profile:
+    """The named profile with the command line's overrides applied (every one is recorded)."""
+    p = get_profile(args.profile)
+    m, t, pr = p.model, p.train, p.prior
+    m = replace(m, model=args.model, quantizer=args.quantizer,
+                **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
+                                     "codebook_size": args.codebook_size}.items() if v is not None})
+    t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,
+                                                         "epochs": args.epochs, "batch_size": args.batch_size,
+                                                         "lr": args.lr}.items() if v is not None})
+    if args.prior_steps is not None:
+        pr = replace(pr, steps=args.prior_steps)
+    num_train = args.num_train if args.num_train is not None else p.num_train
+    return replace(p, model=m, train=t, prior=pr, num_train=num_train)
+
+
+def load_split(run: dict, split: str):
+    """The train or test ImageSet a run was (or is) made on, from its recorded dataset settings."""
+    d = run["data"]
+    if d["dataset"] == "synthetic":
+        from .data import make_synthetic
+        n = d["num_train"] if split == "train" else d["num_test"]
+        cats = [d["category"]] if d["category"] else None
+        return make_synthetic(split, d["image_size"], categories=cats, num_per_category=n, seed=d["seed"])
+    return load_dataset(d["dataset"], d["root"], split, d["image_size"], category=d["category"], seed=d["seed"])
+
+
+def cmd_train(args) -> int:
+    from .pipeline import MODEL_FILE, fit, save_trained
+    out = Path(args.out)
+    config_path = out / "config.json"
+    if args.resume:
+        if not (out / CHECKPOINT).is_file():
+            raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}")
+        if (out / MODEL_FILE).is_file() and not args.force:
+            raise UsageError(f"run {out} is already finished ({MODEL_FILE} exists); evaluate it, or --force to retrain")
+        run = json.loads(config_path.read_text())
+        profile = Profile(run["profile"]["name"], from_dict(ModelConfig, run["profile"]["model"]),
+                          from_dict(TrainConfig, run["profile"]["train"]), from_dict(PriorConfig, run["profile"]["prior"]),
+                          from_dict(ScoreConfig, run["profile"]["score"]), run["profile"]["num_train"],
+                          run["profile"]["num_test"], run["profile"]["sweep_epochs"])
+        load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
+    else:
+        if out.exists() and any((out / f).exists() for f in (CHECKPOINT, MODEL_FILE, "config.json")) and not args.force:
+            raise UsageError(f"run directory {out} already holds a run: --resume to continue it, --force to overwrite")
+        if args.dataset != "synthetic" and not args.root:
+            raise UsageError(f"--dataset {args.dataset} needs --root DIR")
+        profile = profile_from_args(args)
+        run = {"profile": profile.to_dict(), "command": command_line(), "git_commit": git_commit(),
+               "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
+                        "category": args.category, "image_size": profile.model.image_size, "seed": args.seed,
+                        "num_train": profile.num_train, "num_test": profile.num_test}}
+    device = get_device(args.device)
+    train_set = load_split(run, "train")
+    if len(train_set) < profile.train.batch_size:
+        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
+    is_main = int(__import__("os").environ.get("RANK", "0")) == 0
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            for stale in (CHECKPOINT, MODEL_FILE):
+                (out / stale).unlink(missing_ok=True)
+            write_json(run, config_path)
+        if run["data"]["dataset"] == "mtsd":
+            write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"]), out / "split.json")
+        print(f"profile={profile.name} device={device} model={profile.model.model} images={len(train_set)} "
+              f"({train_set.summary() if hasattr(train_set, 'summary') else ''})", flush=True)
+    trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet)
+    if is_main:
+        save_trained(trained, out / MODEL_FILE, extra={"run": run})
+        write_json({k: v for k, v in trained.history.items()}, out / "history.json")
+        print(f"trained in {trained.seconds:.1f} s -> {out / MODEL_FILE}", flush=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+# -------------------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args) -> int:
+    from .pipeline import MODEL_FILE, evaluate, load_trained
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist")
+    if not (run_dir / MODEL_FILE).is_file():
+        hint = f" (training was interrupted: train --resume --out {run_dir})" if (run_dir / CHECKPOINT).is_file() else ""
+        raise CheckpointError(f"run directory {run_dir} has no finished model {MODEL_FILE}{hint}")
+    out_json = Path(args.json)
+    if out_json.exists() and not args.force:
+        raise UsageError(f"{out_json} exists: --force to overwrite it")
+    t0 = time.time()
+    device = get_device(args.device)
+    trained = load_trained(run_dir / MODEL_FILE, device)
+    run = json.loads((run_dir / "config.json").read_text())
+    prior = args.prior if trained.model_config.model == "pvqae" else "none"
+    test_set = load_split(run, "test")
+    result = evaluate(trained, test_set, prior, device=device)
+    result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
+                  profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
+                  seconds=round(time.time() - t0, 2), git_commit=git_commit(), command=command_line(),
+                  train_command=run["command"], train_git_commit=run["git_commit"], config=run["profile"],
+                  data=run["data"], machine=machine())
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    write_json(result, out_json)
+    print(f"{result['model']} ({prior} prior) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
+          f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
+    return 0
+
+
+def fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def machine() -> str:
+    import os
+    import platform
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+# ------------------------------------------------------------------------------------- benchmark
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import run_benchmark
+    out_json = Path(args.json) if args.json else None
+    if out_json and out_json.exists() and not args.force:
+        raise UsageError(f"{out_json} exists: --force to overwrite it")
+    result = run_benchmark(args.sizes, args.batch_size, args.steps, get_device(args.device), args.profile)
+    result.update(git_commit=git_commit(), command=command_line(), machine=machine())
+    if out_json:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        write_json(result, out_json)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def positive(kind):
+    def check(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return check
+
+
+def non_negative(text):
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pvqae_lib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train PVQAE (with its priors) or the VQ-VAE baseline")
+    t.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    t.add_argument("--root", help="dataset folder (not needed for synthetic)")
+    t.add_argument("--category", help="one category only (default: all)")
+    t.add_argument("--profile", choices=("quick", "full"), default=None, help="default: full with CUDA, else quick")
+    t.add_argument("--out", required=True, help="run directory (checkpoints, model, config)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
+    t.add_argument("--force", action="store_true", help="overwrite an existing run")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lambda-max", type=non_negative, help="terminal budget weight λmax (paper: 1.25)")
+    t.add_argument("--tau", type=positive(float), help="Gumbel-Softmax temperature τ > 0")
+    t.add_argument("--schedule", choices=("constant", "cosine", "linear"))
+    t.add_argument("--model", choices=("pvqae", "vqvae"), default="pvqae")
+    t.add_argument("--quantizer", choices=("vq", "lfq"), default="vq")
+    t.add_argument("--epochs", type=positive(int))
+    t.add_argument("--batch-size", type=positive(int))
+    t.add_argument("--lr", type=positive(float))
+    t.add_argument("--image-size", type=positive(int))
+    t.add_argument("--width", type=positive(int))
+    t.add_argument("--codebook-size", type=positive(int))
+    t.add_argument("--num-train", type=positive(int), help="synthetic: normal training images per category")
+    t.add_argument("--prior-steps", type=positive(int))
+    t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a trained run's test split and write JSON")
+    e.add_argument("--run", required=True)
+    e.add_argument("--prior", choices=("none", "universal", "per-class"), default="universal")
+    e.add_argument("--json", required=True)
+    e.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
+    e.add_argument("--device")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("benchmark", help="training throughput, latency and memory: PVQAE vs VQ-VAE")
+    b.add_argument("--sizes", type=positive(int), nargs="+", default=[64])
+    b.add_argument("--batch-size", type=positive(int), default=8)
+    b.add_argument("--steps", type=positive(int), default=5)
+    b.add_argument("--profile", choices=("quick", "full"), default="quick")
+    b.add_argument("--json")
+    b.add_argument("--force", action="store_true")
+    b.add_argument("--device")
+    b.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "quantizer", None) == "lfq":
+        from .quantize import LFQ_AVAILABLE
+        if not LFQ_AVAILABLE:
+            print("error: --quantizer lfq is not available yet (chapter 9); use --quantizer vq", file=sys.stderr)
+            return 2
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, UsageError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,150 @@
+"""Configurations: one dataclass per component, the two profiles, and the device choice.
+
+A *profile* is one chapter in two sizes (DESIGN §2): ``quick`` runs on a 2-core CPU in
+minutes, ``full`` is the paper's setting as far as a Colab GPU allows. Chapters and the
+command line read every size from here and never hard-code them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+
+
+@dataclass
+class ModelConfig:
+    """The autoencoder: a VQGAN-style encoder whose last three blocks give the hierarchy."""
+    model: str = "pvqae"            # 'pvqae' (routed multi-resolution) or 'vqvae' (one fixed level)
+    quantizer: str = "vq"           # 'vq' (codebook lookup); 'lfq' comes with chapter 9
+    image_size: int = 64
+    width: int = 8                  # channels of the first (full-resolution) stage
+    stem_mults: tuple = (1,)        # one stride-2 stage per entry before the finest level
+    level_mults: tuple = (4, 4, 8)  # channel multipliers of the three levels, finest first
+    code_dim: int = 16
+    codebook_size: int = 64
+    beta: float = 0.25              # commitment weight (on the encoder side, as in the paper)
+    tau: float = 1.0                # Gumbel-Softmax temperature of the routing
+    router_hidden: int = 64
+    vq_level: int = 2               # VQVAE only: which level it quantizes (0 coarsest .. 2 finest)
+    num_levels: int = 3
+
+    def __post_init__(self):
+        if self.model not in ("pvqae", "vqvae"):
+            raise ValueError(f"model must be 'pvqae' or 'vqvae', got {self.model!r}")
+        if self.quantizer not in ("vq", "lfq"):
+            raise ValueError(f"quantizer must be 'vq' or 'lfq', got {self.quantizer!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not 0 <= self.vq_level < self.num_levels:
+            raise ValueError(f"vq_level must be in [0, {self.num_levels - 1}], got {self.vq_level}")
+        self.stem_mults, self.level_mults = tuple(self.stem_mults), tuple(self.level_mults)
+
+    @property
+    def coarse_stride(self) -> int:
+        """Pixels per side of one coarsest patch (the unit the budget is decided on)."""
+        return 2 ** (len(self.stem_mults) + self.num_levels - 1)
+
+
+@dataclass
+class TrainConfig:
+    """The autoencoder's training loop (progressive budget learning, Sec. III-B.2)."""
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 1e-3
+    lambda_max: float = 1.25        # terminal budget weight (paper: best around 1.25, Fig. 5)
+    schedule: str = "linear"        # 'constant' | 'cosine' | 'linear' (Table II)
+    disc_weight: float = 0.1        # adversarial weight, times VQGAN's adaptive factor
+    disc_start: float = 0.5         # fraction of training before the discriminator joins
+    augment: bool = True            # random flips and colour jitter, as in the paper
+    seed: int = 0
+    amp: bool = True                # mixed precision, used only where CUDA is present
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.lambda_max < 0:
+            raise ValueError(f"lambda_max must be >= 0, got {self.lambda_max}")
+        if self.schedule not in ("constant", "cosine", "linear"):
+            raise ValueError(f"schedule must be constant, cosine or linear, got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+
+
+@dataclass
+class PriorConfig:
+    """The Budget Prior Transformer (Sec. III-C.1): one block over the coarse budget map."""
+    dim: int = 64
+    heads: int = 4
+    steps: int = 400
+    batch_size: int = 64
+    lr: float = 1e-3
+    mask_ratio: tuple = (0.1, 0.5)  # each sequence masks a random share in this range
+    dropout: float = 0.1
+
+
+@dataclass
+class ScoreConfig:
+    """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
+    smooth_sigma: float = 2.0       # Gaussian smoothing of S in pixels at 64 px (scaled with size)
+    use_prior: bool = True          # False: S = S_recon from the routed budget (ablation)
+
+
+@dataclass
+class Profile:
+    """Everything a chapter or the CLI needs to size an experiment."""
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+    prior: PriorConfig
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    num_train: int = 200            # synthetic normal images per category for training
+    num_test: int = 120             # synthetic test images per category
+    sweep_epochs: int = 6           # shorter runs for chapter sweeps (λ schedules, λmax)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def quick_profile() -> Profile:
+    """CPU-friendly: 64 px, small widths, a few hundred steps."""
+    return Profile("quick", ModelConfig(), TrainConfig(), PriorConfig())
+
+
+def full_profile() -> Profile:
+    """The paper's setting as far as one Colab GPU allows: 256 px, VQGAN-like widths."""
+    return Profile(
+        "full",
+        ModelConfig(image_size=256, width=32, stem_mults=(1, 2), level_mults=(4, 4, 8),
+                    code_dim=64, codebook_size=512, router_hidden=128),
+        TrainConfig(epochs=100, batch_size=16, lr=2e-4),
+        PriorConfig(dim=128, steps=3000),
+        num_train=400, num_test=160, sweep_epochs=30,
+    )
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """``name`` or $PVQAE_PROFILE, else ``full`` where CUDA is present and ``quick`` elsewhere."""
+    name = name or os.environ.get("PVQAE_PROFILE") or ("full" if torch.cuda.is_available() else "quick")
+    if name == "quick":
+        return quick_profile()
+    if name == "full":
+        return full_profile()
+    raise ValueError(f"profile must be 'quick' or 'full', got {name!r}")
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """``name`` or $PVQAE_DEVICE, else CUDA when present, else CPU."""
+    name = name or os.environ.get("PVQAE_DEVICE")
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a config dataclass from ``asdict`` output, ignoring keys it does not know."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+__all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "Profile", "quick_profile",
+           "full_profile", "get_profile", "get_device", "from_dict", "replace"]

@@ -1,0 +1,19 @@
+"""Data for the book: the synthetic default, real-dataset loaders, downloads and augmentation.
+
+Everything loads into one container, ``ImageSet`` (images, masks, labels, categories, kinds, paths).
+Start with ``make_synthetic('train')`` or ``load_dataset('mtsd', root, 'test', size=128)``.
+"""
+from .transforms import augment
+from .downloads import DATASETS, download, download_file, extract
+from .imageset import DataError, ImageSet, concat
+from .load import DATASET_NAMES, load_dataset
+from .real import load_btad, load_folder, load_mtsd, load_mvtec, mtsd_split
+from .synthetic import CATEGORIES, DEFECT_KINDS, make_synthetic, render
+
+__all__ = [
+    "DataError", "ImageSet", "concat",
+    "make_synthetic", "render", "CATEGORIES", "DEFECT_KINDS",
+    "load_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
+    "augment",
+    "download", "download_file", "extract", "DATASETS",
+]

@@ -1,0 +1,196 @@
+"""The autoencoders: a VQGAN-style encoder with a three-level hierarchy, a decoder that takes
+routed multi-resolution codes, ``PVQAE`` and the plain ``VQVAE`` baseline (Chapters 2 and 3).
+
+Images are (B, 3, H, W) in [0, 1]; inside, the networks see [-1, 1]. Levels are indexed
+r = 0 (coarsest) .. R-1 (finest); feature lists are ordered coarsest first.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .quantize import build_quantizer
+from .routing import DynamicRouter
+
+
+def normalize(channels: int) -> nn.GroupNorm:
+    """GroupNorm as in VQGAN, with fewer groups when the network is narrow."""
+    return nn.GroupNorm(min(32, channels // 4), channels, eps=1e-6)
+
+
+class ResnetBlock(nn.Module):
+    """norm → swish → conv, twice, plus a (1x1 when channels change) shortcut (VQGAN)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.block = nn.Sequential(normalize(cin), nn.SiLU(), nn.Conv2d(cin, cout, 3, padding=1),
+                                   normalize(cout), nn.SiLU(), nn.Conv2d(cout, cout, 3, padding=1))
+        self.shortcut = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.shortcut(x) + self.block(x)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 convolution; padded on the right/bottom only, so the grid halves exactly."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x):
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Encoder(nn.Module):
+    """conv → stride-2 stem stages → the level blocks; the last ``num_levels`` blocks give the hierarchy.
+
+    Returns one map of ``code_dim`` channels per level, coarsest first. A VQVAE that quantizes a
+    finer level builds fewer level blocks (it never computes what it would not use).
+    """
+
+    def __init__(self, cfg: ModelConfig, num_levels: int):
+        super().__init__()
+        ch = cfg.width
+        layers = [nn.Conv2d(3, ch, 3, padding=1)]
+        for mult in cfg.stem_mults:
+            layers += [ResnetBlock(ch, cfg.width * mult), Downsample(cfg.width * mult)]
+            ch = cfg.width * mult
+        self.stem = nn.Sequential(*layers)
+        self.levels, self.to_code = nn.ModuleList(), nn.ModuleList()
+        for i, mult in enumerate(cfg.level_mults[:num_levels]):      # finest first
+            block = [Downsample(ch)] if i > 0 else []
+            block.append(ResnetBlock(ch, cfg.width * mult))
+            ch = cfg.width * mult
+            self.levels.append(nn.Sequential(*block))
+            self.to_code.append(nn.Sequential(normalize(ch), nn.SiLU(), nn.Conv2d(ch, cfg.code_dim, 1)))
+        self.level_channels = [cfg.width * m for m in cfg.level_mults[:num_levels]][::-1]
+
+    def forward(self, x) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Returns (codes to quantize, features for routing), both coarsest first."""
+        h = self.stem(x)
+        feats = []
+        for level in self.levels:
+            h = level(h)
+            feats.append(h)
+        codes = [proj(f) for proj, f in zip(self.to_code, feats)]
+        return codes[::-1], feats[::-1]
+
+
+class Decoder(nn.Module):
+    """Codes on the finest grid → image: two residual blocks, then one upsampling stage per stem stage."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        ch = cfg.width * cfg.level_mults[0]
+        layers = [nn.Conv2d(cfg.code_dim, ch, 3, padding=1), ResnetBlock(ch, ch), ResnetBlock(ch, ch)]
+        for mult in reversed(cfg.stem_mults):
+            layers += [Upsample(ch), ResnetBlock(ch, cfg.width * mult)]
+            ch = cfg.width * mult
+        layers += [normalize(ch), nn.SiLU(), nn.Conv2d(ch, 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        """The output convolution's weight, where VQGAN balances the adversarial gradient."""
+        return self.net[-1].weight
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class AEOutput(NamedTuple):
+    recon: torch.Tensor          # (B, 3, H, W) in image units
+    vq_loss: torch.Tensor        # weighted codebook + commitment, averaged over quantized levels
+    scores: torch.Tensor         # (B, R, h, w) routing scores b on the coarse grid (one-hot at eval)
+    logits: torch.Tensor | None  # (B, R, h, w) router logits g; None for the VQVAE
+    codes: list                  # per quantized level: its encoder output z_e (for codebook updates)
+    indices: list                # per quantized level: (B, h_r, w_r) code indices
+    logs: dict
+
+
+def combine_levels(levels: list[torch.Tensor], scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Σ_r b_r ⊙ q_r on the finest grid: each level's codes and each coarse patch's scores are
+    repeated (nearest) up to ``size``, so a patch is drawn from exactly the level it was routed to."""
+    mask = F.interpolate(scores, size=size, mode="nearest")                 # (B, R, H_f, W_f)
+    return sum(mask[:, r:r + 1] * F.interpolate(q, size=size, mode="nearest") for r, q in enumerate(levels))
+
+
+class PVQAE(nn.Module):
+    """Patch-aware VQ autoencoder (Cheng, Qu & Lee 2025): routed multi-resolution codes."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg, self.num_levels = cfg, cfg.num_levels
+        self.encoder = Encoder(cfg, cfg.num_levels)
+        self.quantizers = nn.ModuleList(build_quantizer(cfg.quantizer, cfg.codebook_size, cfg.code_dim, cfg.beta)
+                                        for _ in range(cfg.num_levels))
+        self.router = DynamicRouter(self.encoder.level_channels, cfg.router_hidden)
+        self.decoder = Decoder(cfg)
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor | None = None) -> AEOutput:
+        """Reconstruct ``x``; ``levels`` (B, h, w), when given, overrides the router's choice
+        (scoring reconstructs with the predicted normal budget)."""
+        codes, feats = self.encoder(x * 2 - 1)
+        qs = [quantizer(z) for quantizer, z in zip(self.quantizers, codes)]
+        logits = self.router(feats)
+        if levels is None:
+            scores = self.router.route(logits, self.cfg.tau, self.training)
+        else:
+            scores = F.one_hot(levels, self.num_levels).permute(0, 3, 1, 2).to(logits.dtype)
+        z = combine_levels([q.quantized for q in qs], scores, codes[-1].shape[-2:])
+        recon = (self.decoder(z) + 1) / 2
+        share = scores.detach().mean(dim=(0, 2, 3))
+        logs = {f"share_{r}": share[r] for r in range(self.num_levels)}
+        logs["perplexity"] = torch.stack([q.logs["perplexity"] for q in qs]).mean()
+        vq_loss = torch.stack([q.loss for q in qs]).mean()
+        return AEOutput(recon, vq_loss, scores, logits, codes, [q.indices for q in qs], logs)
+
+
+class VQVAE(nn.Module):
+    """The plain baseline: the same encoder and decoder, one codebook at one fixed level."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg, self.num_levels, self.level = cfg, cfg.num_levels, cfg.vq_level
+        self.encoder = Encoder(cfg, cfg.num_levels - cfg.vq_level)   # blocks down to the chosen level
+        self.quantizer = build_quantizer(cfg.quantizer, cfg.codebook_size, cfg.code_dim, cfg.beta)
+        self.decoder = Decoder(cfg)
+        self.grid = cfg.image_size // cfg.coarse_stride
+
+    def forward(self, x: torch.Tensor, levels: torch.Tensor | None = None) -> AEOutput:
+        codes, _ = self.encoder(x * 2 - 1)
+        z_e = codes[0]                                  # the coarsest block it built = its one level
+        q = self.quantizer(z_e)
+        finest = (z_e.shape[-2] * 2 ** (self.num_levels - 1 - self.level),) * 2
+        recon = (self.decoder(F.interpolate(q.quantized, size=finest, mode="nearest")) + 1) / 2
+        B = x.shape[0]
+        scores = torch.zeros(B, self.num_levels, self.grid, self.grid, device=x.device)
+        scores[:, self.level] = 1
+        logs = {f"share_{r}": scores.new_tensor(float(r == self.level)) for r in range(self.num_levels)}
+        logs["perplexity"] = q.logs["perplexity"]
+        return AEOutput(recon, q.loss, scores, None, [z_e], [q.indices], logs)
+
+    @property
+    def quantizers(self):
+        return [self.quantizer]
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """``PVQAE`` or ``VQVAE``, as ``cfg.model`` says."""
+    if cfg.image_size % cfg.coarse_stride:
+        raise ValueError(f"image_size {cfg.image_size} must be a multiple of the coarse patch {cfg.coarse_stride}")
+    return PVQAE(cfg) if cfg.model == "pvqae" else VQVAE(cfg)

@@ -1,0 +1,163 @@
+"""The whole method end to end: train, score, evaluate, and a per-configuration model cache.
+
+The command line and the book both go through these functions, so a chapter's numbers and the
+CLI's are made by the same code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import metrics
+from .config import ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, from_dict
+from .model import build_model
+from .prior import BudgetPrior, fit_prior
+from .scoring import score_dataset
+from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
+
+MODEL_FILE = "model.pt"
+PRIOR_KINDS = ("universal", "per-class")
+
+
+@dataclass
+class Trained:
+    """A trained autoencoder with its budget priors (none for the VQVAE)."""
+    model: torch.nn.Module
+    model_config: ModelConfig
+    category_names: list
+    priors: dict = field(default_factory=dict)        # 'universal' / 'per-class' -> BudgetPrior
+    history: dict = field(default_factory=dict)
+    prior_losses: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def prior_classes(self, kind: str, categories: torch.Tensor) -> torch.Tensor:
+        """Class-token ids: 0 for every image with a universal prior, the category per-class."""
+        return torch.zeros_like(categories) if kind == "universal" else categories
+
+
+def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=None, progress: bool = True,
+        epoch_callback=None) -> Trained:
+    """Train the autoencoder, then (PVQAE only) a universal and a per-class Budget Prior Transformer."""
+    t0 = time.time()
+    model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
+                                       progress, epoch_callback)
+    trained = Trained(model, profile.model, list(train_set.category_names), history=history)
+    if profile.model.model == "pvqae":
+        levels = collect_budgets(model, train_set.images)
+        for kind in PRIOR_KINDS:
+            classes = trained.prior_classes(kind, train_set.categories)
+            num_classes = 1 if kind == "universal" else len(train_set.category_names)
+            prior, losses = fit_prior(levels, classes, profile.model.num_levels, num_classes, profile.prior,
+                                      seed=profile.train.seed, device=device, progress=progress)
+            trained.priors[kind], trained.prior_losses[kind] = prior, losses
+    trained.seconds = time.time() - t0
+    return trained
+
+
+def save_trained(trained: Trained, path: Path, extra: dict | None = None) -> None:
+    """One file with the weights and every configuration needed to rebuild them."""
+    save_atomic({"model": trained.model.state_dict(), "model_config": asdict(trained.model_config),
+                 "category_names": trained.category_names, "history": trained.history,
+                 "prior_losses": trained.prior_losses, "seconds": trained.seconds,
+                 "priors": {k: {"state": p.state_dict(), "num_levels": p.num_levels, "num_tokens": p.num_tokens,
+                                "num_classes": p.num_classes} for k, p in trained.priors.items()},
+                 "prior_config": asdict(next(iter(trained.priors.values())).cfg) if trained.priors else None,
+                 **(extra or {})}, path)
+
+
+def load_trained(path: Path, device=None) -> Trained:
+    """Rebuild a :class:`Trained` from :func:`save_trained`'s file."""
+    ckpt = load_checkpoint(path)
+    if "priors" not in ckpt:
+        raise CheckpointError(f"{path} is a training checkpoint, not a finished model")
+    cfg = from_dict(ModelConfig, ckpt["model_config"])
+    model = build_model(cfg)
+    model.load_state_dict(ckpt["model"])
+    priors = {}
+    for kind, p in ckpt["priors"].items():
+        prior = BudgetPrior(p["num_levels"], p["num_tokens"], p["num_classes"], from_dict(PriorConfig, ckpt["prior_config"]))
+        prior.load_state_dict(p["state"])
+        priors[kind] = prior.to(device).eval()
+    return Trained(model.to(device).eval(), cfg, ckpt["category_names"], priors, ckpt["history"],
+                   ckpt["prior_losses"], ckpt["seconds"])
+
+
+def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None) -> dict:
+    """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone)."""
+    if prior not in ("none",) + PRIOR_KINDS:
+        raise ValueError(f"prior must be none, universal or per-class, got {prior!r}")
+    p = trained.priors.get(prior) if prior != "none" else None
+    if prior != "none" and p is None and trained.model_config.model == "pvqae":
+        raise ValueError(f"this model has no {prior} prior")
+    classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
+    return score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+
+
+def resolution_shares(budgets: np.ndarray, num_levels: int) -> list:
+    """Share of coarse patches at each level, coarsest first."""
+    counts = np.bincount(budgets.reshape(-1), minlength=num_levels)
+    return (counts / max(1, counts.sum())).round(4).tolist()
+
+
+def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None,
+             device=None) -> dict:
+    """Image AUROC, pixel AUROC and PRO overall, per category and per defect kind, plus the share of
+    each resolution the router chose for normal and defective images."""
+    t0 = time.time()
+    sc = score(trained, test_set, prior, cfg, device)
+    labels, masks = test_set.labels.numpy(), test_set.masks[:, 0].numpy()
+    result = metrics.summarize(sc["image"], labels, sc["s"], masks)
+    rows = []
+    cats = test_set.categories.numpy()
+    kinds = np.array(test_set.kinds)
+    for c, name in enumerate(test_set.category_names):
+        sel = cats == c
+        if sel.any():
+            rows.append({"category": name, "n": int(sel.sum()),
+                         **metrics.summarize(sc["image"][sel], labels[sel], sc["s"][sel], masks[sel])})
+    kind_rows = []
+    for kind in sorted(set(kinds) - {"good"}):
+        sel = (kinds == kind) | (kinds == "good")        # each defect kind against all normals
+        kind_rows.append({"kind": kind, "n": int((kinds == kind).sum()),
+                          **metrics.summarize(sc["image"][sel], labels[sel], sc["s"][sel], masks[sel])})
+    R = trained.model_config.num_levels
+    result.update(per_category=rows, per_kind=kind_rows, prior=prior, num_test=len(test_set),
+                  resolution_share={"normal": resolution_shares(sc["routed"][labels == 0], R),
+                                    "defective": resolution_shares(sc["routed"][labels == 1], R)},
+                  eval_seconds=round(time.time() - t0, 2))
+    return result
+
+
+def config_key(profile: Profile, dataset: str, extra: dict | None = None) -> str:
+    """A short hash of everything that decides a trained model (for the on-disk cache)."""
+    blob = json.dumps({"profile": profile.to_dict(), "dataset": dataset, "extra": extra or {}}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """$PVQAE_CACHE, else ~/.cache/pvqae_book: never inside the repository."""
+    return Path(os.environ.get("PVQAE_CACHE", Path.home() / ".cache" / "pvqae_book"))
+
+
+def trained_model(profile: Profile, train_set, dataset: str = "synthetic", device=None, progress: bool = True,
+                  extra: dict | None = None, epoch_callback=None) -> Trained:
+    """Train once per configuration and keep it on disk, so chapters share models instead of
+    retraining them. ``extra`` adds anything else that distinguishes the training data."""
+    path = cache_dir() / f"{config_key(profile, dataset, extra)}.pt"
+    if path.is_file() and epoch_callback is None:
+        try:
+            return load_trained(path, device)
+        except CheckpointError:
+            path.unlink()                        # a stale or broken cache entry: train again
+    trained = fit(train_set, profile, device=device, progress=progress, epoch_callback=epoch_callback)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_trained(trained, path)
+    return trained

@@ -1,0 +1,101 @@
+"""Anomaly maps: S = S_prior × S_recon (Sec. III-C.2, Chapter 7)."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from .config import ScoreConfig
+
+
+class Scores(NamedTuple):
+    s: torch.Tensor            # (B, H, W) the anomaly map, smoothed
+    s_prior: torch.Tensor      # (B, H, W) S_prior up-sampled to pixels (ones without a prior)
+    s_recon: torch.Tensor      # (B, H, W) S_recon
+    image: torch.Tensor        # (B,) image score: the maximum of the map
+    routed: torch.Tensor       # (B, h, w) the budget the router chose, B
+    predicted: torch.Tensor    # (B, h, w) the predicted normal budget B̂_norm (= routed without a prior)
+    recon: torch.Tensor        # (B, 3, H, W) the reconstruction S_recon was measured on
+
+
+def prior_score(routed: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """S_prior^ij = CE(b^ij, b̂^ij_norm) / Σ_ij CE(b^ij, b̂^ij_norm).
+
+    routed (B, h, w) long: the router's one-hot budget b, as indices; probs (B, h·w, R): the
+    prior's predicted normal budget. With a one-hot b the cross-entropy is -log b̂[b].
+    """
+    B, h, w = routed.shape
+    ce = -torch.log(probs.gather(-1, routed.reshape(B, -1, 1)).squeeze(-1).clamp(min=1e-8))   # (B, N)
+    return (ce / ce.sum(1, keepdim=True).clamp(min=1e-12)).view(B, h, w)
+
+
+def recon_score(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """S_recon = ||x̂ - x||² per pixel, summed over colour channels: (B, 3, H, W) -> (B, H, W)."""
+    return (recon.float() - images.float()).pow(2).sum(1)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian smoothing of (B, H, W) maps, reflect-padded; sigma in pixels (0: none)."""
+    if sigma <= 0:
+        return maps
+    radius = max(1, int(round(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    k = k / k.sum()
+    out = F.pad(maps[:, None], (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1))
+    out = F.conv2d(out, k.view(1, 1, -1, 1))
+    return out[:, 0]
+
+
+def combine(s_prior: torch.Tensor, s_recon: torch.Tensor) -> torch.Tensor:
+    """The paper's pixel-wise product S = S_prior × S_recon."""
+    return s_prior * s_recon
+
+
+@torch.no_grad()
+def anomaly_maps(model, images: torch.Tensor, prior=None, classes: torch.Tensor | None = None,
+                 cfg: ScoreConfig | None = None) -> Scores:
+    """Score a batch of images (B, 3, H, W) in [0, 1] with an autoencoder in eval mode.
+
+    With a prior: the router gives B, the prior predicts B̂_norm, the image is reconstructed with
+    B̂_norm (so unexpected detail cannot be bought back), and S = S_prior × S_recon, where S_prior is
+    up-sampled bilinearly from the coarse grid. Without one (the VQ-VAE, or the ablation),
+    S = S_recon of the model's own reconstruction.
+    """
+    cfg = cfg or ScoreConfig()
+    model.eval()
+    B, _, H, W = images.shape
+    out = model(images)
+    routed = out.scores.argmax(1)
+    if prior is not None and cfg.use_prior:
+        classes = torch.zeros(B, dtype=torch.long, device=images.device) if classes is None else classes
+        probs = prior.predict(routed.flatten(1), classes)
+        predicted = probs.argmax(-1).view_as(routed)
+        recon = model(images, levels=predicted).recon
+        s_prior = F.interpolate(prior_score(routed, probs)[:, None], size=(H, W), mode="bilinear",
+                                align_corners=False)[:, 0]
+    else:
+        predicted, recon = routed, out.recon
+        s_prior = torch.ones(B, H, W, device=images.device)
+    s_recon = recon_score(recon, images)
+    s = gaussian_blur(combine(s_prior, s_recon), cfg.smooth_sigma * H / 64)
+    return Scores(s, s_prior, s_recon, s.flatten(1).amax(1), routed, predicted, recon)
+
+
+def score_dataset(model, data, prior=None, class_ids=None, cfg: ScoreConfig | None = None,
+                  batch_size: int = 32, device=None) -> dict:
+    """Score an ImageSet in batches; returns numpy arrays (maps, image scores, budgets) on the CPU.
+
+    ``class_ids`` maps each image to its prior class token (all zeros for a universal prior).
+    """
+    device = device or next(model.parameters()).device
+    parts = {k: [] for k in ("s", "s_prior", "s_recon", "image", "routed", "predicted")}
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].to(device)
+        cls = None if class_ids is None else class_ids[start:start + batch_size].to(device)
+        sc = anomaly_maps(model, x, prior, cls, cfg)
+        for k in parts:
+            parts[k].append(getattr(sc, k).cpu())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}

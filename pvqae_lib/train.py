@@ -1,0 +1,217 @@
+"""Training loops (Chapter 5): the autoencoder with progressive budget learning, then the prior.
+
+One readable function, in order: seed, build, resume, then a loop that steps, logs and writes a
+checkpoint at the end of every epoch. Runs on one process, or under ``torchrun`` with
+DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+
+from .budget import budget_loss, lambda_at, patch_entropy
+from .config import ModelConfig, TrainConfig
+from .data import augment
+from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
+from .model import build_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A run directory or checkpoint that cannot be used (one line, names the file)."""
+
+
+def progress_bar(iterable, **kwargs):
+    """tqdm.auto: a widget in notebooks, a text bar in terminals."""
+    from tqdm.auto import tqdm
+    return tqdm(iterable, **kwargs)
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, kind: str | None = None) -> dict:
+    """Load a checkpoint written by this library; ``kind`` must match (e.g. 'pvqae' vs 'vqvae')."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}") from None
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt:
+        raise CheckpointError(f"{path} is not a pvqae_lib checkpoint")
+    if kind is not None and ckpt["model_config"]["model"] != kind:
+        raise CheckpointError(f"{path} holds a {ckpt['model_config']['model']} model, not {kind}")
+    return ckpt
+
+
+def distributed_context(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=None, resume: bool = False,
+                      device=None, progress: bool = True, epoch_callback=None):
+    """Train PVQAE (or the VQVAE baseline) on the normal images of ``data`` (an ImageSet).
+
+    Loss per step (Sec. III-B.2): L = L_VQ + w_adv·L_ADV + λ(t)·L_Budget, with λ(t) rising from
+    0 to λmax by ``cfg.schedule``. Returns (model, history): history is a dict of per-step lists
+    (loss, rec, budget, lambda, share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after
+    each epoch (chapter 5 uses it to snapshot allocation maps).
+    """
+    device = torch.device(device or "cpu")
+    rank, world = distributed_context(device)
+    out_dir = Path(out_dir) if out_dir else None
+    torch.manual_seed(cfg.seed + rank)
+
+    # 1. build
+    model = build_model(model_cfg).to(device)
+    disc = PatchDiscriminator(width=max(16, model_cfg.width * 2)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    history, start_epoch = {}, 0
+
+    # 2. resume from the last finished epoch
+    if resume:
+        ckpt = load_checkpoint(out_dir / CHECKPOINT, kind=model_cfg.model)
+        model.load_state_dict(ckpt["model"])
+        disc.load_state_dict(ckpt["disc"])
+        opt.load_state_dict(ckpt["opt"])
+        opt_d.load_state_dict(ckpt["opt_d"])
+        scaler.load_state_dict(ckpt["scaler"])
+        history, start_epoch = ckpt["history"], ckpt["epoch"]
+        torch.set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+
+    net, net_d = model, disc
+    if world > 1:
+        net = DistributedDataParallel(model, find_unused_parameters=False)
+        net_d = DistributedDataParallel(disc)
+
+    parts = StepParts(net, model, disc, net_d, opt, opt_d, scaler, cfg, model_cfg, use_amp, world)
+    sampler = DistributedSampler(range(len(data)), num_replicas=world, rank=rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=True)
+    steps_per_epoch = max(1, len(sampler) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(sampler))
+        g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1_009 + rank)
+        model.train(), disc.train()
+        bar = progress_bar(range(steps_per_epoch), desc=f"{model_cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+                           disable=not progress or rank != 0, leave=False)
+        t0 = time.time()
+        for i in bar:
+            step = epoch * steps_per_epoch + i
+            x = data.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
+            x = (augment(x, g) if cfg.augment else x).to(device, non_blocking=True)
+            lam = lambda_at(step / max(1, total - 1), cfg.lambda_max, cfg.schedule)
+            adv_on = step >= cfg.disc_start * total and cfg.disc_weight > 0
+
+            logs = train_step(parts, x, lam, adv_on)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            if rank == 0 and progress:
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", lam=f"{lam:.2f}",
+                                share="/".join(f"{logs.get(f'share_{r}', 0):.2f}" for r in range(model_cfg.num_levels)))
+        history.setdefault("epoch_seconds", []).append(time.time() - t0)
+
+        # 5. checkpoint at the end of every epoch (rank 0 only, atomically)
+        if out_dir is not None:
+            rng = [torch.get_rng_state()]
+            if world > 1:
+                rng = [torch.empty_like(rng[0]) for _ in range(world)]
+                dist.all_gather_object(rng, torch.get_rng_state())
+            if rank == 0:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                save_atomic({"model": model.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
+                             "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                             "history": history, "rng": rng, "model_config": asdict(model_cfg),
+                             "train_config": asdict(cfg)}, out_dir / CHECKPOINT)
+        if epoch_callback is not None and rank == 0:
+            epoch_callback(epoch, model)
+    return model.eval(), history
+
+
+class StepParts(NamedTuple):
+    """What one training step touches (DDP-wrapped ``net``/``net_d`` and the bare modules)."""
+    net: torch.nn.Module
+    model: torch.nn.Module
+    disc: torch.nn.Module
+    net_d: torch.nn.Module
+    opt: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    cfg: TrainConfig
+    model_cfg: ModelConfig
+    use_amp: bool
+    world: int
+
+
+def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool) -> dict:
+    """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the discriminator."""
+    device, model_cfg = x.device, p.model_cfg
+    routed = model_cfg.model == "pvqae"
+    patch = model_cfg.coarse_stride
+    with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
+        out = p.net(x)
+        rec = F.mse_loss(out.recon.float(), x)                                   # ||x̂ - x||², per value
+        budget = budget_loss(out.scores.float(), patch_entropy(x, patch), patch) if routed else x.new_zeros(())
+        loss = rec + out.vq_loss.float() + lam * budget
+        g_loss = x.new_zeros(())
+        if adv_on:
+            g_loss = generator_loss(p.disc(out.recon).float())                  # D unwrapped: no DDP sync
+            loss = loss + p.cfg.disc_weight * adaptive_weight(rec, g_loss, p.model.decoder.last_layer) * g_loss
+    p.opt.zero_grad(set_to_none=True)
+    p.scaler.scale(loss).backward()
+    p.scaler.step(p.opt)
+    for r, quantizer in enumerate(p.model.quantizers):                          # dead-code restarts
+        weight = None
+        if routed:   # only the positions routed to level r count as its usage
+            weight = F.interpolate(out.scores[:, r:r + 1].detach(), size=out.codes[r].shape[-2:])[:, 0]
+        quantizer.update_codebook(out.codes[r], out.indices[r], weight)
+        if p.world > 1:   # restarts draw local samples: keep every rank's codebook identical
+            dist.broadcast(quantizer.codebook.weight.data, 0)
+            dist.broadcast(quantizer.usage, 0)
+    d_logs = {}
+    if adv_on:
+        with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
+            d_loss, d_logs = discriminator_loss(p.net_d(x).float(), p.net_d(out.recon.detach()).float())
+        p.opt_d.zero_grad(set_to_none=True)
+        p.scaler.scale(d_loss).backward()
+        p.scaler.step(p.opt_d)
+    p.scaler.update()
+    return {"loss": loss.item(), "rec": rec.item(), "budget": budget.item(), "lambda": lam,
+            "vq": out.vq_loss.item(), "g_loss": g_loss.item(),
+            **{k: float(v) for k, v in out.logs.items()}, **{k: float(v) for k, v in d_logs.items()}}
+
+
+@torch.no_grad()
+def collect_budgets(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The router's hard budget maps (M, h, w) for images (M, 3, H, W), model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    return torch.cat([model(images[i:i + batch_size].to(device)).scores.argmax(1).cpu()
+                      for i in range(0, len(images), batch_size)])
