@@ -30,5 +30,24 @@ unit: $(STAMP)
 nbval: $(STAMP)
 	PVQAE_PROFILE=quick $(PY) -m pytest --nbval-lax -p no:cacheprovider book -q
 
+## book: the rendered book in _build/html (quick profile, every chapter executed). The JavaScript for
+## offline math and widgets comes from npm first; -W -n --keep-going turns every warning into a
+## failure (reported together at the end); --all re-reads every page, because an incremental
+## rebuild skips unchanged pages and would not repeat their warnings; check_book.py then inspects
+## the built pages.
+book: $(STAMP)
+	bash tools/fetch_js.sh
+	PVQAE_PROFILE=quick .venv/bin/jupyter-book build . --all -W -n --keep-going
+	$(PY) tools/check_book.py
+
+## check-book: check an existing build (pages, figures, no tracebacks, bibliography)
+check-book: $(STAMP)
+	$(PY) tools/check_book.py
+
+## times: seconds per chapter on a fresh kernel (quick profile) as a markdown table; also updates
+## the marked block of README.md when it has one
+times: $(STAMP)
+	PVQAE_PROFILE=quick $(PY) tools/time_chapters.py --write-readme
+
 clean:
 	rm -rf _build runs

@@ -205,8 +205,15 @@ def non_negative(text):
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument prints one line (not the whole usage block) and exits with 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pvqae_lib", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m pvqae_lib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train PVQAE (with its priors) or the VQ-VAE baseline")

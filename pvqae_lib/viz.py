@@ -1,0 +1,97 @@
+"""Plots the chapters share: image grids, resolution maps, anomaly heat maps, training curves."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+
+LEVEL_COLORS = ["#4c72b0", "#dd8452", "#c44e52"]          # coarse, middle, fine
+LEVEL_NAMES = ["coarse", "middle", "fine"]
+
+
+def to_numpy_image(image) -> np.ndarray:
+    """(3, H, W) tensor in [0, 1] -> (H, W, 3) array for imshow."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().float().numpy()
+    return np.clip(np.transpose(image, (1, 2, 0)), 0, 1)
+
+
+def show_image(ax, image, title: str | None = None, mask=None):
+    """An image, with the outline of its defect mask in yellow when given."""
+    ax.imshow(to_numpy_image(image))
+    if mask is not None and np.asarray(mask).any():
+        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="yellow", linewidths=0.8)
+    ax.set_title(title or "", fontsize=9)
+    ax.axis("off")
+
+
+def overlay_levels(ax, image, levels, title: str | None = None, alpha: float = 0.45):
+    """The routed resolution of each coarse patch over the image (blue coarse, orange middle, red fine)."""
+    img = to_numpy_image(image)
+    H, W = img.shape[:2]
+    ax.imshow(img)
+    ax.imshow(np.asarray(levels), cmap=ListedColormap(LEVEL_COLORS), vmin=0, vmax=2, alpha=alpha,
+              extent=(0, W, H, 0), interpolation="nearest")
+    ax.set_title(title or "", fontsize=9)
+    ax.axis("off")
+
+
+def show_heat(ax, image, heat, title: str | None = None, mask=None, vmax: float | None = None):
+    """An anomaly map over the image (hot = anomalous), with the true mask outlined."""
+    ax.imshow(to_numpy_image(image))
+    ax.imshow(np.asarray(heat), cmap="jet", alpha=0.5, vmin=0, vmax=vmax)
+    if mask is not None and np.asarray(mask).any():
+        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="white", linewidths=0.8)
+    ax.set_title(title or "", fontsize=9)
+    ax.axis("off")
+
+
+def level_legend(fig):
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LEVEL_COLORS]
+    fig.legend(handles, LEVEL_NAMES, loc="lower center", ncol=3, frameon=False)
+
+
+def heatmap_figure(images, masks, maps: dict, titles=None, vmax_per_row: bool = True):
+    """Rows of images; columns: the image with its mask, then one heat map per entry of ``maps``.
+
+    ``maps`` is {column title: (N, H, W) array}; each column is scaled to its own 99th percentile.
+    """
+    n, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.1 * n), squeeze=False)
+    for i in range(n):
+        show_image(axes[i, 0], images[i], (titles[i] if titles else None), masks[i])
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            vmax = float(np.percentile(m, 99.5))
+            show_heat(axes[i, j], images[i], m[i], name if i == 0 else None, masks[i], vmax)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: dict, keys=("rec", "budget", "lambda"), ax=None, smooth: int = 10):
+    """Training curves from a history dict, smoothed by a running mean."""
+    ax = ax or plt.gca()
+    for k in keys:
+        if k in history and len(history[k]):
+            v = np.asarray(history[k], dtype=float)
+            if smooth > 1 and len(v) > smooth:
+                v = np.convolve(v, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(v, label=k)
+    ax.set_xlabel("step")
+    ax.legend()
+    return ax
+
+
+def plot_shares(history: dict, num_levels: int = 3, ax=None, smooth: int = 10):
+    """Share of coarse patches routed to each level over training."""
+    ax = ax or plt.gca()
+    for r in range(num_levels):
+        v = np.asarray(history.get(f"share_{r}", []), dtype=float)
+        if smooth > 1 and len(v) > smooth:
+            v = np.convolve(v, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(v, color=LEVEL_COLORS[r], label=LEVEL_NAMES[r])
+    ax.set_xlabel("step")
+    ax.set_ylabel("share of patches")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return ax

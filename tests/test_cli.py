@@ -1,0 +1,190 @@
+"""Tests for ``python -m pvqae_lib``: a tiny train + evaluate, and every bad input ends with exit code 2
+and one line on stderr, never a traceback."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pvqae_lib.cli import main
+
+TINY = ["--epochs", "1", "--num-train", "8", "--image-size", "32", "--prior-steps", "5", "--batch-size", "8",
+        "--quiet"]
+JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
+             "git_commit", "command", "resolution_share")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def cpu_quick(monkeypatch):
+    monkeypatch.setenv("PVQAE_PROFILE", "quick")
+    monkeypatch.setenv("PVQAE_DEVICE", "cpu")
+
+
+def run(args, capsys):
+    """main() in-process: (exit code, stdout, stderr); argparse errors exit through SystemExit."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(result, *words):
+    code, _, err = result
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def vqvae_run(tmp_path_factory):
+    """A finished (tiny) VQ-VAE run directory, made through the command line."""
+    out = tmp_path_factory.mktemp("cli") / "vq"
+    code = main(["train", "--out", str(out), "--model", "vqvae", "--width", "8", "--codebook-size", "16", *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_and_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "--out", out, *TINY], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+    for name in ("model.pt", "checkpoint.pt", "config.json", "history.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("*.tmp"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["profile"]["model"]["image_size"] == 32 and config["profile"]["train"]["epochs"] == 1
+    assert config["profile"]["prior"]["steps"] == 5 and config["data"]["num_train"] == 8
+
+    result_path = tmp_path / "results" / "r.json"
+    code, stdout, err = run(["evaluate", "--run", out, "--json", result_path], capsys)
+    assert code == 0, err
+    result = json.loads(result_path.read_text())
+    for key in JSON_KEYS:
+        assert key in result, key
+    assert result["device"] == "cpu" and result["profile"] == "quick" and result["model"] == "pvqae"
+    assert result["command"].startswith("python -m pvqae_lib")
+    assert isinstance(result["git_commit"], str) and result["git_commit"]
+    assert 0 <= result["image_auroc"] <= 1
+    assert [r["category"] for r in result["per_category"]] == ["tile", "weave", "disc"]
+    assert sum(result["resolution_share"]["normal"]) == pytest.approx(1.0, abs=1e-3)
+    assert str(result_path) in stdout
+
+    # an existing JSON is not overwritten without --force
+    before = result_path.read_text()
+    assert_usage_error(run(["evaluate", "--run", out, "--json", result_path], capsys), "--force")
+    assert result_path.read_text() == before
+
+
+def test_subprocess_bad_input_has_no_traceback(tmp_path):
+    """The real entry point: ``python -m pvqae_lib`` with a bad --tau."""
+    proc = subprocess.run([sys.executable, "-m", "pvqae_lib", "train", "--out", str(tmp_path / "r"), "--tau", "0"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PVQAE_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--tau" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_mtsd_without_root(tmp_path, capsys):
+    assert_usage_error(run(["train", "--dataset", "mtsd", "--out", tmp_path / "r"], capsys), "--root")
+    missing = tmp_path / "nowhere"
+    assert_usage_error(run(["train", "--dataset", "mtsd", "--root", missing, "--out", tmp_path / "r"], capsys),
+                       str(missing))
+    assert not (tmp_path / "r").exists()
+
+
+def test_root_without_the_layout(tmp_path, capsys):
+    root = tmp_path / "mtsd"
+    root.mkdir()
+    assert_usage_error(run(["train", "--dataset", "mtsd", "--root", root, "--out", tmp_path / "r", *TINY], capsys),
+                       "MT_Free")
+    (tmp_path / "mvtec").mkdir()
+    line = assert_usage_error(run(["train", "--dataset", "mvtec", "--root", tmp_path / "mvtec",
+                                   "--out", tmp_path / "r2", *TINY], capsys))
+    assert "mvtec" in line.lower()
+
+
+def test_unknown_category(tmp_path, capsys):
+    assert_usage_error(run(["train", "--category", "marble", "--out", tmp_path / "r", *TINY], capsys), "marble")
+
+
+@pytest.mark.parametrize("flag,value", [("--tau", "0"), ("--tau", "-1"), ("--lambda-max", "-1"),
+                                        ("--epochs", "0"), ("--batch-size", "abc")])
+def test_bad_numbers(tmp_path, capsys, flag, value):
+    assert_usage_error(run(["train", "--out", tmp_path / "r", flag, value], capsys), flag)
+    assert not (tmp_path / "r").exists()
+
+
+def test_lfq_is_a_clear_error(tmp_path, capsys):
+    line = assert_usage_error(run(["train", "--out", tmp_path / "r", "--quantizer", "lfq", *TINY], capsys), "lfq")
+    assert "vq" in line.replace("lfq", "")
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_missing_or_empty_run(tmp_path, capsys):
+    assert_usage_error(run(["evaluate", "--run", tmp_path / "none", "--json", tmp_path / "r.json"], capsys),
+                       "does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = assert_usage_error(run(["evaluate", "--run", empty, "--json", tmp_path / "r.json"], capsys), "model.pt")
+    assert "--resume" not in line
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_evaluate_interrupted_run_hints_resume(tmp_path, capsys):
+    run_dir = tmp_path / "half"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(b"")
+    assert_usage_error(run(["evaluate", "--run", run_dir, "--json", tmp_path / "r.json"], capsys), "--resume")
+
+
+def test_resume_without_checkpoint(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    assert_usage_error(run(["train", "--out", tmp_path / "r", "--resume"], capsys), "checkpoint.pt")
+
+
+def test_existing_run_needs_force(vqvae_run, capsys):
+    before = (vqvae_run / "model.pt").stat().st_mtime_ns
+    assert_usage_error(run(["train", "--out", vqvae_run, "--model", "vqvae", *TINY], capsys), "--force")
+    assert (vqvae_run / "model.pt").stat().st_mtime_ns == before
+    # a finished run is not resumed either
+    assert_usage_error(run(["train", "--out", vqvae_run, "--resume"], capsys), "--force")
+
+
+def test_resume_checkpoint_of_another_model(vqvae_run, tmp_path, capsys):
+    """A vqvae run whose config.json was edited to say pvqae: --resume must refuse its checkpoint."""
+    run_dir = tmp_path / "crafted"
+    run_dir.mkdir()
+    for name in ("checkpoint.pt", "config.json"):
+        (run_dir / name).write_bytes((vqvae_run / name).read_bytes())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["profile"]["model"]["model"] == "vqvae"
+    config["profile"]["model"]["model"] = "pvqae"
+    (run_dir / "config.json").write_text(json.dumps(config))
+    assert_usage_error(run(["train", "--out", run_dir, "--resume"], capsys), "vqvae", "pvqae")
+
+
+def test_evaluate_vqvae_run(vqvae_run, tmp_path, capsys):
+    code, _, err = run(["evaluate", "--run", vqvae_run, "--json", tmp_path / "vq.json"], capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "vq.json").read_text())
+    assert result["model"] == "vqvae" and result["prior"] == "none"
+    assert result["resolution_share"]["normal"] == [0.0, 0.0, 1.0]

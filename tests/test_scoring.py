@@ -1,0 +1,155 @@
+"""Tests for pvqae_lib.scoring: S_prior, S_recon, their product, smoothing and anomaly_maps."""
+import math
+
+import pytest
+import torch
+
+from pvqae_lib.config import ModelConfig, PriorConfig, ScoreConfig, TrainConfig
+from pvqae_lib.data import make_synthetic
+from pvqae_lib.prior import fit_prior
+from pvqae_lib.scoring import anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset
+from pvqae_lib.train import collect_budgets, train_autoencoder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_prior_score_hand_computation():
+    routed = torch.tensor([[[0, 1], [2, 0]]])                        # (1, 2, 2)
+    probs = torch.tensor([[[0.5, 0.25, 0.25],
+                           [0.1, 0.8, 0.1],
+                           [0.7, 0.2, 0.1],
+                           [0.9, 0.05, 0.05]]])                      # (1, 4, 3), row-major positions
+    ce = [-math.log(0.5), -math.log(0.8), -math.log(0.1), -math.log(0.9)]
+    expected = torch.tensor([c / sum(ce) for c in ce]).view(1, 2, 2)
+    s = prior_score(routed, probs)
+    torch.testing.assert_close(s, expected)
+    assert s.sum().item() == pytest.approx(1.0)
+    assert s[0, 1, 0] == s.max()                                     # the unexpected level stands out
+
+
+def test_prior_score_sums_to_one_per_image():
+    torch.manual_seed(0)
+    routed = torch.randint(0, 3, (4, 3, 5))
+    probs = torch.rand(4, 15, 3).softmax(-1)
+    s = prior_score(routed, probs)
+    assert s.shape == (4, 3, 5)
+    torch.testing.assert_close(s.sum(dim=(1, 2)), torch.ones(4))
+
+
+def test_recon_score():
+    images = torch.zeros(1, 3, 2, 2)
+    recon = torch.zeros(1, 3, 2, 2)
+    recon[0, :, 0, 1] = torch.tensor([1.0, 2.0, 3.0])
+    recon[0, 0, 1, 1] = -0.5
+    expected = torch.tensor([[[0.0, 14.0], [0.0, 0.25]]])
+    torch.testing.assert_close(recon_score(recon, images), expected)
+
+
+def test_combine_is_the_product():
+    a, b = torch.rand(2, 4, 4), torch.rand(2, 4, 4)
+    torch.testing.assert_close(combine(a, b), a * b)
+
+
+def test_gaussian_blur():
+    const = torch.full((2, 16, 16), 3.0)
+    torch.testing.assert_close(gaussian_blur(const, 2.0), const)
+    maps = torch.rand(2, 16, 16)
+    assert gaussian_blur(maps, 0) is maps
+    delta = torch.zeros(1, 21, 21)
+    delta[0, 10, 10] = 1.0
+    out = gaussian_blur(delta, 1.5)
+    assert out.shape == delta.shape
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-5)           # interior mass is kept
+    assert out[0, 10, 10] == out.max() and out.max() < 0.2
+    torch.testing.assert_close(out[0], out[0].t())                   # isotropic
+    torch.testing.assert_close(out[0, 10, 8], out[0, 10, 12])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A PVQAE trained for a few steps and a prior fitted on its own budgets."""
+    torch.manual_seed(0)
+    data = make_synthetic("train", 32, num_per_category=4)
+    cfg = ModelConfig(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16)
+    model, _ = train_autoencoder(data, cfg, TrainConfig(epochs=1, batch_size=6, disc_start=0.0), progress=False)
+    levels = collect_budgets(model, data.images)
+    prior, _ = fit_prior(levels, torch.zeros(len(levels), dtype=torch.long), 3, 1,
+                         PriorConfig(dim=16, heads=2, steps=5, batch_size=8), seed=0)
+    test = make_synthetic("test", 32, num_per_category=3)
+    return model, prior, test
+
+
+def test_anomaly_maps_shapes_and_image_score(trained):
+    model, prior, test = trained
+    x = test.images[:5]
+    sc = anomaly_maps(model, x, prior)
+    assert not model.training
+    for name in ("s", "s_prior", "s_recon"):
+        assert getattr(sc, name).shape == (5, 32, 32), name
+    assert sc.routed.shape == sc.predicted.shape == (5, 4, 4)
+    assert sc.recon.shape == x.shape
+    torch.testing.assert_close(sc.image, sc.s.flatten(1).max(1).values)
+    assert (sc.s >= 0).all()
+    # S_prior is an up-sampled per-image distribution: mean over pixels = 1/N
+    torch.testing.assert_close(sc.s_prior.mean(dim=(1, 2)), torch.full((5,), 1 / 16), atol=1e-3, rtol=0)
+
+
+def test_anomaly_maps_without_prior(trained):
+    model, prior, test = trained
+    x = test.images[:3]
+    for sc in (anomaly_maps(model, x), anomaly_maps(model, x, prior, cfg=ScoreConfig(use_prior=False))):
+        assert torch.equal(sc.predicted, sc.routed)
+        torch.testing.assert_close(sc.s_prior, torch.ones(3, 32, 32))
+        torch.testing.assert_close(sc.recon, model(x).recon)
+    sc = anomaly_maps(model, x, cfg=ScoreConfig(smooth_sigma=0))
+    torch.testing.assert_close(sc.s, recon_score(model(x).recon, x))
+
+
+def test_anomaly_maps_reconstructs_with_the_predicted_budget(trained, monkeypatch):
+    model, prior, test = trained
+    x = test.images[:4]
+    routed = model.eval()(x).scores.argmax(1)
+    wanted = (routed + 1) % 3                                       # a prediction unlike the routing
+    probs = torch.nn.functional.one_hot(wanted.flatten(1), 3).float() * 0.8 + 0.2 / 3
+    seen = {}
+
+    def fake_predict(levels, classes, chunk=4096):
+        seen["levels"], seen["classes"] = levels.clone(), classes.clone()
+        return probs
+
+    calls = []
+    original = type(model).forward
+
+    def spy(self, images, levels=None):
+        calls.append(None if levels is None else levels.clone())
+        return original(self, images, levels)
+
+    monkeypatch.setattr(prior, "predict", fake_predict)
+    monkeypatch.setattr(type(model), "forward", spy)
+    sc = anomaly_maps(model, x, prior, classes=torch.tensor([0, 0, 0, 0]))
+    assert torch.equal(seen["levels"], routed.flatten(1))
+    assert torch.equal(sc.routed, routed)
+    assert torch.equal(sc.predicted, wanted) and not torch.equal(sc.predicted, sc.routed)
+    assert calls[0] is None and torch.equal(calls[-1], wanted)
+    monkeypatch.undo()
+    torch.testing.assert_close(sc.recon, model(x, levels=wanted).recon)
+    torch.testing.assert_close(sc.s_recon, recon_score(model(x, levels=wanted).recon, x))
+    # S_prior: every routed level has probability 0.2/3, so it is uniform 1/N
+    torch.testing.assert_close(sc.s_prior, torch.full((4, 32, 32), 1 / 16))
+
+
+def test_score_dataset_batches_agree(trained):
+    model, prior, test = trained
+    a = score_dataset(model, test, prior, batch_size=4)
+    b = score_dataset(model, test, prior, batch_size=len(test))
+    assert a["s"].shape == (len(test), 32, 32) and a["image"].shape == (len(test),)
+    for k in a:
+        assert a[k].shape == b[k].shape
+    torch.testing.assert_close(torch.from_numpy(a["s"]), torch.from_numpy(b["s"]), atol=1e-5, rtol=1e-4)

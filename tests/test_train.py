@@ -1,0 +1,218 @@
+"""Tests for pvqae_lib.train and pvqae_lib.pipeline: the training loop, checkpoints, resume, the cache."""
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from pvqae_lib import pipeline
+from pvqae_lib.config import ModelConfig, PriorConfig, Profile, TrainConfig
+from pvqae_lib.data import make_synthetic
+from pvqae_lib.train import CHECKPOINT, CheckpointError, load_checkpoint, train_autoencoder
+
+MODEL = ModelConfig(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16)
+PRIOR = PriorConfig(dim=16, heads=2, steps=5, batch_size=16)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic("train", 32, num_per_category=4)      # 12 images
+
+
+@pytest.fixture(scope="module")
+def test_data():
+    return make_synthetic("test", 32, num_per_category=6)       # 18 images, 12 defective
+
+
+def train_cfg(**kw):
+    return TrainConfig(**{**dict(epochs=2, batch_size=4, lambda_max=1.25, schedule="linear"), **kw})
+
+
+@pytest.fixture(scope="module")
+def two_epochs(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    model, history = train_autoencoder(data, MODEL, train_cfg(), out_dir=out, progress=False)
+    return out, model, history
+
+
+def test_two_epoch_run_writes_checkpoint_atomically(two_epochs):
+    out, model, history = two_epochs
+    assert (out / CHECKPOINT).is_file()
+    assert not list(out.glob("*.tmp"))
+    ckpt = load_checkpoint(out / CHECKPOINT, kind="pvqae")
+    assert ckpt["epoch"] == 2
+    assert ckpt["model_config"]["image_size"] == 32 and ckpt["train_config"]["epochs"] == 2
+    for k, v in model.state_dict().items():
+        assert torch.equal(ckpt["model"][k], v), k
+    assert not model.training
+
+
+def test_history_lambda_is_linear_and_shares_sum_to_one(two_epochs):
+    _, _, history = two_epochs
+    steps = 2 * (12 // 4)
+    lam = np.array(history["lambda"])
+    assert len(lam) == steps and len(history["loss"]) == steps
+    np.testing.assert_allclose(lam, 1.25 * np.arange(steps) / (steps - 1))
+    shares = np.array([history[f"share_{r}"] for r in range(3)])
+    np.testing.assert_allclose(shares.sum(0), 1.0, atol=1e-6)
+    assert np.isfinite(history["loss"]).all()
+    assert len(history["epoch_seconds"]) == 2
+    # the discriminator joins halfway (disc_start = 0.5)
+    g = np.array(history["g_loss"])
+    assert (g[:steps // 2] == 0).all() and (g[steps // 2:] > 0).all()
+
+
+def test_vqvae_history_has_no_budget(data):
+    cfg = ModelConfig(**{**MODEL.__dict__, "model": "vqvae"})
+    _, history = train_autoencoder(data, cfg, train_cfg(epochs=1, disc_weight=0), progress=False)
+    assert history["budget"] == [0.0] * 3
+    assert history["share_2"] == [1.0] * 3
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], atol=1e-6, rtol=0, msg=k)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_straight_run(data, two_epochs, tmp_path):
+    """Kill a 2-epoch run after epoch 1, resume it: the same weights as training straight through."""
+    _, straight, straight_history = two_epochs
+
+    def stop(epoch, model):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_autoencoder(data, MODEL, train_cfg(), out_dir=tmp_path, progress=False, epoch_callback=stop)
+    assert load_checkpoint(tmp_path / CHECKPOINT)["epoch"] == 1
+    resumed, history = train_autoencoder(data, MODEL, train_cfg(), out_dir=tmp_path, resume=True, progress=False)
+    _same_weights(resumed, straight)
+    np.testing.assert_allclose(history["loss"], straight_history["loss"], rtol=1e-5)
+
+
+def test_extending_a_run_equals_a_longer_run(data, tmp_path):
+    """epochs=1 in a dir, then resume with epochs=2 == 2 epochs straight.
+
+    Only when nothing depends on the total length: λ constant and no discriminator (whose start and
+    the linear/cosine λ are fractions of the *planned* training, so they differ by design otherwise).
+    """
+    cfg = dict(schedule="constant", disc_weight=0.0)
+    straight, _ = train_autoencoder(data, MODEL, train_cfg(**cfg), out_dir=tmp_path / "a", progress=False)
+    train_autoencoder(data, MODEL, train_cfg(epochs=1, **cfg), out_dir=tmp_path / "b", progress=False)
+    resumed, history = train_autoencoder(data, MODEL, train_cfg(**cfg), out_dir=tmp_path / "b", resume=True,
+                                         progress=False)
+    _same_weights(resumed, straight)
+    assert len(history["loss"]) == 6
+    assert load_checkpoint(tmp_path / "b" / CHECKPOINT)["epoch"] == 2
+
+
+def test_load_checkpoint_errors(two_epochs, tmp_path):
+    out, _, _ = two_epochs
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint\x00\x01")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not a pvqae_lib checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="pvqae model, not vqvae"):
+        load_checkpoint(out / CHECKPOINT, kind="vqvae")
+    with pytest.raises(CheckpointError):     # resuming as the other kind fails the same way
+        train_autoencoder(data_stub(), ModelConfig(**{**MODEL.__dict__, "model": "vqvae"}), train_cfg(),
+                          out_dir=out, resume=True, progress=False)
+
+
+def data_stub():
+    return make_synthetic("train", 32, categories=["tile"], num_per_category=4)
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return Profile("test", MODEL, TrainConfig(epochs=1, batch_size=6), PRIOR, num_train=4, num_test=6)
+
+
+@pytest.fixture(scope="module")
+def fitted(data, profile):
+    return pipeline.fit(data, profile, progress=False)
+
+
+def test_fit_and_evaluate_end_to_end(fitted, test_data):
+    assert set(fitted.priors) == {"universal", "per-class"}
+    assert fitted.priors["per-class"].num_classes == 3 and fitted.priors["universal"].num_classes == 1
+    for prior in ("universal", "per-class", "none"):
+        result = pipeline.evaluate(fitted, test_data, prior)
+        for key in ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "resolution_share"):
+            assert key in result, key
+        assert 0 <= result["image_auroc"] <= 1 and 0 <= result["pixel_auroc"] <= 1 and 0 <= result["pro"] <= 1
+        assert [r["category"] for r in result["per_category"]] == ["tile", "weave", "disc"]
+        assert {r["kind"] for r in result["per_kind"]} == {"scratch", "hole", "crack", "stain"}
+        for part in ("normal", "defective"):
+            assert len(result["resolution_share"][part]) == 3
+            assert sum(result["resolution_share"][part]) == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ValueError, match="prior"):
+        pipeline.evaluate(fitted, test_data, "global")
+
+
+def test_save_and_load_trained_round_trip(fitted, test_data, tmp_path):
+    path = tmp_path / "model.pt"
+    pipeline.save_trained(fitted, path, extra={"run": {"note": 1}})
+    loaded = pipeline.load_trained(path)
+    assert loaded.category_names == fitted.category_names
+    assert loaded.model_config == fitted.model_config
+    assert loaded.history == fitted.history
+    for prior in ("universal", "per-class"):
+        a = pipeline.score(fitted, test_data, prior)
+        b = pipeline.score(loaded, test_data, prior)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{prior}/{k}")
+    with pytest.raises(CheckpointError, match="training checkpoint"):
+        ckpt = {"model_config": asdict(MODEL), "model": {}}
+        torch.save(ckpt, tmp_path / "ckpt.pt")
+        pipeline.load_trained(tmp_path / "ckpt.pt")
+
+
+def test_trained_model_cache(data, profile, test_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PVQAE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real_fit = pipeline.fit
+
+    def counting_fit(*args, **kwargs):
+        calls.append(1)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", counting_fit)
+    first = pipeline.trained_model(profile, data, progress=False)
+    assert len(calls) == 1
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    second = pipeline.trained_model(profile, data, progress=False)
+    assert len(calls) == 1                                           # loaded from disk, not retrained
+    for k, v in first.model.state_dict().items():
+        assert torch.equal(second.model.state_dict()[k], v)
+    a, b = pipeline.score(first, test_data), pipeline.score(second, test_data)
+    np.testing.assert_array_equal(a["image"], b["image"])
+    # another configuration is another cache entry
+    other = Profile("test", MODEL, TrainConfig(epochs=1, batch_size=6, seed=1), PRIOR, num_train=4, num_test=6)
+    pipeline.trained_model(other, data, progress=False)
+    assert len(calls) == 2
+    # a broken cache entry is retrained, not an error
+    for f in (tmp_path / "cache").glob("*.pt"):
+        f.write_bytes(b"broken")
+    pipeline.trained_model(profile, data, progress=False)
+    assert len(calls) == 3

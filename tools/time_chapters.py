@@ -1,0 +1,125 @@
+"""Execute every chapter notebook on a fresh kernel and print how long each one takes.
+
+    .venv/bin/python tools/time_chapters.py                  # all chapters in _toc.yml, quick profile
+    .venv/bin/python tools/time_chapters.py book/01_*.ipynb  # only these
+    .venv/bin/python tools/time_chapters.py --write-readme   # also update README.md
+
+Each notebook runs with nbclient in its own kernel, from the notebook's folder (as the book build
+does), with PVQAE_PROFILE=quick unless --profile says otherwise. The output is a markdown table of
+seconds per chapter and the total, with the machine it was measured on (DESIGN §2: each chapter at
+most 3 min and the book at most 20 min on a 2-core CPU). With --write-readme the table replaces the
+block between the markers <!-- chapter-times --> and <!-- /chapter-times --> in README.md, if both
+markers are there. A failing chapter is reported in the table and makes the exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- chapter-times -->", "<!-- /chapter-times -->"
+LIMIT_CHAPTER, LIMIT_BOOK = 180, 20 * 60  # seconds, quick profile on a 2-core CPU (DESIGN §2)
+
+
+def chapters_from_toc(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
+    """The notebooks listed in _toc.yml, in reading order."""
+    toc = yaml.safe_load(toc_path.read_text())
+    files = [entry["file"] for entry in toc.get("chapters", []) if "file" in entry]
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+
+
+def machine() -> str:
+    """CPU count, CPU model, Python and torch versions, as one line."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+            f"torch {torch_version}")
+
+
+def run(path: Path, timeout: int) -> tuple[float, str | None]:
+    """Execute one notebook on a fresh kernel; return (seconds, error message or None)."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except Exception as e:  # CellExecutionError, timeouts, dead kernels: report and go on
+        first = str(e).strip().splitlines()
+        return time.perf_counter() - start, f"{type(e).__name__}: {first[-1] if first else ''}"[:200]
+    return time.perf_counter() - start, None
+
+
+def table(rows: list[tuple[str, float, str | None]], profile: str) -> str:
+    total = sum(seconds for _, seconds, _ in rows)
+    lines = [f"Measured by tools/time_chapters.py ({profile} profile) on {machine()}.", "",
+             "| chapter | seconds | |", "| --- | ---: | --- |"]
+    for name, seconds, error in rows:
+        note = f"FAILED: {error}" if error else ("over the 3 min budget" if seconds > LIMIT_CHAPTER else "")
+        lines.append(f"| {name} | {seconds:.1f} | {note} |")
+    note = "over the 20 min budget" if total > LIMIT_BOOK else ""
+    lines.append(f"| **total** | **{total:.1f}** | {note} |")
+    return "\n".join(lines)
+
+
+def write_readme(text: str, readme: Path = ROOT / "README.md") -> bool:
+    """Replace the marked block of README.md with ``text``; False when the markers are missing."""
+    if not readme.is_file():
+        return False
+    content = readme.read_text()
+    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
+    if not pattern.search(content):
+        return False
+    readme.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
+    return True
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every chapter in _toc.yml")
+    parser.add_argument("--profile", default="quick", choices=["quick", "full"])
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per cell (as the build)")
+    parser.add_argument("--write-readme", action="store_true",
+                        help=f"replace the block between {START} and {END} in README.md")
+    args = parser.parse_args(argv)
+
+    os.environ["PVQAE_PROFILE"] = args.profile  # inherited by every kernel started below
+    notebooks = [p.resolve() for p in args.notebooks] or chapters_from_toc()
+    rows = []
+    for path in notebooks:
+        print(f"running {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ...",
+              file=sys.stderr, flush=True)
+        seconds, error = run(path, args.timeout)
+        rows.append((path.stem, seconds, error))
+    text = table(rows, args.profile)
+    print(text)
+    if args.write_readme:
+        if write_readme(text):
+            print(f"README.md: table written between {START} and {END}", file=sys.stderr)
+        else:
+            print(f"README.md: no {START} ... {END} block, nothing written", file=sys.stderr)
+    return 1 if any(error for _, _, error in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
