@@ -19,7 +19,7 @@ setup: $(STAMP)
 ## demo: train PVQAE and the VQ-VAE baseline on the synthetic data (quick profile), evaluate both,
 ## print the AUROC table and write a heat-map figure to runs/demo/
 demo: $(STAMP)
-	$(PY) -m pvqae_lib demo --out runs/demo
+	$(PY) -m pvqae_lib demo --out runs/demo --force
 
 ## test: every unit test, then every notebook under nbval
 test: unit nbval

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import torch
 
 from .config import Profile, from_dict, get_device, get_profile, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
 from .data import DataError, load_dataset, mtsd_split
-from .train import CHECKPOINT, CheckpointError, load_checkpoint
+from .quantize import check_lfq_size
+from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
 
@@ -59,6 +61,9 @@ def profile_from_args(args) -> Profile:
     m = replace(m, model=args.model, quantizer=args.quantizer,
                 **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
                                      "codebook_size": args.codebook_size}.items() if v is not None})
+    if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 in the quick profile)
+        m = replace(m, codebook_size=args.codebook_size or 2 ** m.code_dim)
+        check_lfq_size(m.codebook_size, m.code_dim)
     t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,
                                                          "epochs": args.epochs, "batch_size": args.batch_size,
                                                          "lr": args.lr}.items() if v is not None})
@@ -105,10 +110,15 @@ def cmd_train(args) -> int:
                         "category": args.category, "image_size": profile.model.image_size, "seed": args.seed,
                         "num_train": profile.num_train, "num_test": profile.num_test}}
     device = get_device(args.device)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))   # torchrun: one GPU per process
+        torch.cuda.set_device(device)
     train_set = load_split(run, "train")
     if len(train_set) < profile.train.batch_size:
         raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
-    is_main = int(__import__("os").environ.get("RANK", "0")) == 0
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if distributed_context(device)[1] > 1:
+        torch.distributed.barrier()   # every rank has checked --out above before rank 0 writes into it
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         if not args.resume:
@@ -187,6 +197,59 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+
+# ------------------------------------------------------------------------------------------ demo
+
+def cmd_demo(args) -> int:
+    """Train and evaluate PVQAE and the VQ-VAE baseline through the same commands a user types,
+    then print the table and draw heat maps of a few test images."""
+    out = Path(args.out)
+    common = ["--dataset", "synthetic", "--profile", args.profile, "--seed", str(args.seed)]
+    if args.force:
+        common.append("--force")
+    for name in ("pvqae", "vqvae"):
+        run = out / name
+        if not (run / "model.pt").is_file() or args.force:
+            code = main(["train", "--model", name, "--out", str(run), *common] + (["--quiet"] if args.quiet else []))
+            if code:
+                return code
+        code = main(["evaluate", "--run", str(run), "--json", str(out / f"{name}.json"), "--force"])
+        if code:
+            return code
+    results = {n: json.loads((out / f"{n}.json").read_text()) for n in ("pvqae", "vqvae")}
+    print(f"\n{'model':8s} {'image AUROC':>12s} {'pixel AUROC':>12s} {'PRO':>8s}   (synthetic, {args.profile} profile, "
+          f"seed {args.seed}, means over categories)")
+    for n, r in results.items():
+        print(f"{n:8s} {fmt(r['image_auroc']):>12s} {fmt(r['pixel_auroc']):>12s} {fmt(r['pro']):>8s}")
+    figure = demo_figure(out)
+    print(f"heat maps -> {figure}")
+    return 0
+
+
+def demo_figure(out: Path, per_kind: int = 1) -> Path:
+    """Heat maps of PVQAE and the VQ-VAE on one test image of each category and defect kind."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import numpy as np
+    from .pipeline import MODEL_FILE, load_trained, score
+    from .viz import heatmap_figure
+    run = json.loads((out / "pvqae" / "config.json").read_text())
+    test_set = load_split(run, "test")
+    kinds = np.array(test_set.kinds)
+    pick = [int(np.flatnonzero((kinds == k) & (test_set.categories.numpy() == c))[0])
+            for c in range(len(test_set.category_names)) for k in ("scratch", "hole", "crack", "stain")
+            if ((kinds == k) & (test_set.categories.numpy() == c)).any()][::2]
+    subset = test_set.subset(pick)
+    maps = {}
+    for name in ("pvqae", "vqvae"):
+        trained = load_trained(out / name / MODEL_FILE)
+        maps[name.upper() if name == "pvqae" else "VQ-VAE"] = score(trained, subset, "universal" if name == "pvqae" else "none")["s"]
+    fig = heatmap_figure(subset.images, subset.masks[:, 0].numpy(), maps,
+                         titles=[f"{test_set.category_names[int(subset.categories[i])]}/{subset.kinds[i]}" for i in range(len(subset))])
+    path = out / "heatmaps.png"
+    fig.savefig(path, dpi=110)
+    return path
+
 # ------------------------------------------------------------------------------------------ main
 
 def positive(kind):
@@ -259,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true")
     b.add_argument("--device")
     b.set_defaults(func=cmd_benchmark)
+
+    d = sub.add_parser("demo", help="train + evaluate PVQAE and the VQ-VAE on synthetic data; table and heat maps")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--profile", choices=("quick", "full"), default="quick")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true", help="retrain even if the runs exist")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -16,7 +16,7 @@ import torch
 class ModelConfig:
     """The autoencoder: a VQGAN-style encoder whose last three blocks give the hierarchy."""
     model: str = "pvqae"            # 'pvqae' (routed multi-resolution) or 'vqvae' (one fixed level)
-    quantizer: str = "vq"           # 'vq' (codebook lookup); 'lfq' comes with chapter 9
+    quantizer: str = "vq"           # 'vq' (codebook lookup) or 'lfq' (lookup-free: codebook_size = 2**code_dim)
     image_size: int = 64
     width: int = 8                  # channels of the first (full-resolution) stage
     stem_mults: tuple = (1,)        # one stride-2 stage per entry before the finest level
@@ -49,7 +49,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """The autoencoder's training loop (progressive budget learning, Sec. III-B.2)."""
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
     lambda_max: float = 1.25        # terminal budget weight (paper: best around 1.25, Fig. 5)
@@ -97,9 +97,9 @@ class Profile:
     train: TrainConfig
     prior: PriorConfig
     score: ScoreConfig = field(default_factory=ScoreConfig)
-    num_train: int = 200            # synthetic normal images per category for training
+    num_train: int = 160            # synthetic normal images per category for training
     num_test: int = 120             # synthetic test images per category
-    sweep_epochs: int = 6           # shorter runs for chapter sweeps (λ schedules, λmax)
+    sweep_epochs: int = 4           # shorter runs for chapter sweeps (λ schedules, λmax)
 
     def to_dict(self) -> dict:
         return asdict(self)

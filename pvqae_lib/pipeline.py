@@ -177,3 +177,34 @@ def trained_model(profile: Profile, train_set, dataset: str = "synthetic", devic
     path.parent.mkdir(parents=True, exist_ok=True)
     save_trained(trained, path)
     return trained
+
+
+def book_data(profile: Profile, split: str, categories=None):
+    """The synthetic default at the profile's size (the data every chapter starts from)."""
+    from .data import make_synthetic
+    n = profile.num_train if split == "train" else profile.num_test
+    return make_synthetic(split, profile.model.image_size, categories=categories, num_per_category=n,
+                          seed=profile.train.seed)
+
+
+def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bool = True, **overrides) -> Trained:
+    """A model trained on the synthetic default, shared by every chapter through the disk cache.
+
+    ``overrides`` change the model or training configuration (e.g. ``lambda_max=2.5``,
+    ``schedule='cosine'``, ``tau=0.5``, ``vq_level=1``) and are part of the cache key.
+    """
+    from dataclasses import fields, replace
+    mkeys = {f.name for f in fields(ModelConfig)}
+    tkeys = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - mkeys - tkeys
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+    p = replace(profile, model=replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys}),
+                train=replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys}))
+    return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress)
+
+
+def sweep_profile(profile: Profile) -> Profile:
+    """A shorter run for sweeps (λ schedules, λmax, τ): ``profile.sweep_epochs`` epochs."""
+    from dataclasses import replace
+    return replace(profile, train=replace(profile.train, epochs=profile.sweep_epochs))

@@ -1,4 +1,5 @@
-"""Vector quantization: the codebook at the heart of VQ-VAE (Chapter 2).
+"""Vector quantization: the codebook at the heart of VQ-VAE (Chapter 2), and lookup-free
+quantization, its codebook-free binary variant (Chapter 9).
 
 Layout: (B, C, H, W) in and out; flattened to (B·H·W, C) inside.
 """
@@ -101,11 +102,100 @@ class VectorQuantizer(nn.Module):
         return num_dead
 
 
+# ---------------------------------------------------------------------------- lookup-free (chapter 9)
+
+LFQ_MAX_BITS = 20   # 2**20 codes: the usage counts (one float per code) stay small
+
+
+def check_lfq_size(codebook_size: int, dim: int) -> None:
+    """LFQ has one code per sign pattern of its ``dim`` channels, so codebook_size must be 2**dim."""
+    if dim > LFQ_MAX_BITS:
+        raise ValueError(f"lfq uses one bit per code channel: code_dim {dim} would mean 2**{dim} codes; "
+                         f"use code_dim <= {LFQ_MAX_BITS} (the paper: 16)")
+    if codebook_size != 2 ** dim:
+        raise ValueError(f"lfq needs codebook_size = 2**code_dim = {2 ** dim}, got {codebook_size}")
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p) = -p log p - (1-p) log(1-p) in nats, elementwise."""
+    return -(p * torch.log(p.clamp(min=1e-10)) + (1 - p) * torch.log((1 - p).clamp(min=1e-10)))
+
+
+def lfq_entropies(z: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-sample, codebook) entropy in nats of the soft code assignment of flat z (M, C).
+
+    The soft assignment is softmax_k(-||z - c_k||² / τ) over the 2^C codes c_k in {-1, +1}^C (as in
+    MAGVIT-v2 and vector-quantize-pytorch's LFQ). Since ||z - c||² = const - 2 z·c, it factorizes into
+    independent bits with P(bit i = +1) = sigmoid(4 z_i / τ), so no (M, 2^C) tensor is needed:
+    per-sample E[H(q(z))] = mean over z of the sum of the bits' binary entropies (exact);
+    codebook H[E q(z)] <= sum of the binary entropies of the batch-mean bit probabilities (entropy
+    is subadditive). We use that factorized upper bound, as BSQ does (Zhao et al. 2024): it ignores
+    correlations between bits, so it reads high when bits flip together.
+    """
+    p = torch.sigmoid(4 * z / temperature)               # (M, C) probability that bit i is +1
+    per_sample = binary_entropy(p).sum(1).mean()         # E[H(q(z))]
+    codebook = binary_entropy(p.mean(0)).sum()           # ~ H[E q(z)], factorized
+    return per_sample, codebook
+
+
+class LookupFreeQuantizer(nn.Module):
+    """Lookup-free quantization (Yu et al. 2023, MAGVIT-v2, Sec. 3.1), as LFQUIAD uses it (Lin & Lai).
+
+    Each of the C channels is quantized to its sign, q(z_i) = -1 if z_i <= 0 else +1, so the implicit
+    codebook is {-1, +1}^C with 2^C codes and no lookup. The index is the binary code
+    Index(z) = sum_i 2^i 1[z_i > 0], channel 0 being the least significant bit. Gradients pass
+    straight through. The loss is the entropy penalty plus the commitment term,
+    L = w (E[H(q(z))] - γ H[E q(z)]) + β ||z - sg[q(z)]||²,
+    low per-sample entropy (confident bits) and high codebook entropy (all codes used); see
+    :func:`lfq_entropies`. LFQUIAD (Sec. 4.3): 2^16 codes, w = 0.02, γ = 1.0.
+    """
+
+    def __init__(self, dim: int, beta: float = 0.25, entropy_weight: float = 0.02, gamma: float = 1.0,
+                 temperature: float = 0.01):
+        super().__init__()
+        check_lfq_size(2 ** dim, dim)
+        self.dim, self.codebook_size, self.beta = dim, 2 ** dim, beta
+        self.entropy_weight, self.gamma, self.temperature = entropy_weight, gamma, temperature
+        self.register_buffer("bit_values", 2 ** torch.arange(dim), persistent=False)   # (C,) 1, 2, 4, ...
+        self.register_buffer("usage", torch.ones(self.codebook_size) / self.codebook_size)
+
+    def embed(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes for indices: (B, H, W) -> (B, C, H, W) of ±1."""
+        bits = (indices[..., None] & self.bit_values) > 0                          # (B, H, W, C)
+        return (bits.float() * 2 - 1).permute(0, 3, 1, 2)
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        B, C, H, W = z_e.shape
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, C).float()                      # (B·H·W, C)
+        indices = ((flat > 0).long() * self.bit_values).sum(1).view(B, H, W)
+        z_q = torch.where(z_e > 0, 1.0, -1.0).to(z_e.dtype)                         # sign, 0 -> -1
+        per_sample, codebook = lfq_entropies(flat, self.temperature)
+        commitment = F.mse_loss(z_e.float(), z_q.float())                           # ||z - sg[q(z)]||²
+        loss = self.entropy_weight * (per_sample - self.gamma * codebook) + self.beta * commitment
+        counts = torch.bincount(indices.flatten(), minlength=self.codebook_size)
+        logs = {"per_sample_entropy": per_sample.detach(), "codebook_entropy": codebook.detach(),
+                "commitment": commitment.detach(), "perplexity": perplexity(indices, self.codebook_size),
+                "usage": (counts > 0).float().mean()}
+        return QuantizerOutput(straight_through(z_e, z_q), indices, loss, logs)
+
+    @torch.no_grad()
+    def update_codebook(self, z_e: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor | None = None,
+                        decay: float = 0.99) -> int:
+        """Track code usage (EMA, weighted like VectorQuantizer's); LFQ has no dead codes to restart: 0."""
+        w = torch.ones_like(indices, dtype=torch.float) if weight is None else weight.float()
+        counts = torch.zeros(self.codebook_size, device=indices.device).index_add_(0, indices.flatten(), w.flatten())
+        self.usage.mul_(decay).add_((1 - decay) * counts / counts.sum().clamp(min=1))
+        return 0
+
+
 def build_quantizer(kind: str, codebook_size: int, dim: int, beta: float) -> nn.Module:
-    """The quantizer named by ``--quantizer``."""
+    """The quantizer named by ``--quantizer``: 'vq' (codebook lookup) or 'lfq' (codebook_size = 2**dim)."""
     if kind == "vq":
         return VectorQuantizer(codebook_size, dim, beta)
     if kind == "lfq":
-        raise ValueError("--quantizer lfq is not implemented yet (it comes with chapter 9, issue 6); use vq")
+        check_lfq_size(codebook_size, dim)
+        return LookupFreeQuantizer(dim, beta)
     raise ValueError(f"unknown quantizer {kind!r}: use vq or lfq")
-LFQ_AVAILABLE = False  # set by the LFQ quantizer (chapter 9)
+
+
+LFQ_AVAILABLE = True

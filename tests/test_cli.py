@@ -133,9 +133,10 @@ def test_bad_numbers(tmp_path, capsys, flag, value):
     assert not (tmp_path / "r").exists()
 
 
-def test_lfq_is_a_clear_error(tmp_path, capsys):
-    line = assert_usage_error(run(["train", "--out", tmp_path / "r", "--quantizer", "lfq", *TINY], capsys), "lfq")
-    assert "vq" in line.replace("lfq", "")
+def test_lfq_with_a_codebook_size_other_than_2_to_the_bits_is_a_clear_error(tmp_path, capsys):
+    # lfq itself trains (tests/test_lfq.py); its codebook is 2**code_dim = 2**16 in the quick profile
+    line = assert_usage_error(run(["train", "--out", tmp_path / "r", "--quantizer", "lfq", "--codebook-size", "64",
+                                   *TINY], capsys), "lfq", "65536", "64")
     assert not (tmp_path / "r").exists()
 
 

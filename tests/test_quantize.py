@@ -144,5 +144,6 @@ def test_build_quantizer():
     assert isinstance(build_quantizer("vq", 8, 4, 0.25), VectorQuantizer)
     with pytest.raises(ValueError, match="unknown quantizer"):
         build_quantizer("nope", 8, 4, 0.25)
-    with pytest.raises(ValueError, match="lfq"):
+    assert build_quantizer("lfq", 16, 4, 0.25).codebook_size == 16     # lfq: 2**dim codes (tests/test_lfq.py)
+    with pytest.raises(ValueError, match="lfq needs codebook_size"):
         build_quantizer("lfq", 8, 4, 0.25)
