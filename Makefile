@@ -21,8 +21,8 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m pvqae_lib demo --out runs/demo --force
 
-## test: every unit test, then every notebook under nbval
-test: unit nbval
+## test: every unit test, every notebook under nbval, then the book build and its page check
+test: unit nbval book
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q

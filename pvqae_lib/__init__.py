@@ -6,8 +6,10 @@ visual defect detection, with the lookup-free quantization and synthetic-anomaly
 """
 __version__ = "0.1.0"
 
-from . import budget, config, data, discriminator, metrics, model, pipeline, prior, quantize, routing, scoring, train
+from . import (anomaly, budget, config, data, discriminator, fewshot, metrics, model, pipeline, prior, quantize,
+               routing, scoring, segmentation, train, viz, widgets)
 from .config import get_device, get_profile
 
-__all__ = ["budget", "config", "data", "discriminator", "metrics", "model", "pipeline", "prior", "quantize",
-           "routing", "scoring", "train", "get_device", "get_profile"]
+__all__ = ["anomaly", "budget", "config", "data", "discriminator", "fewshot", "metrics", "model", "pipeline",
+           "prior", "quantize", "routing", "scoring", "segmentation", "train", "viz", "widgets", "get_device",
+           "get_profile"]

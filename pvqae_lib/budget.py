@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 NUM_BINS = 64          # histogram bins for the entropy of the detail coefficients
 COEFF_RANGE = 0.5      # the bins cover [-COEFF_RANGE, COEFF_RANGE]; larger values go to the end bins

@@ -12,12 +12,12 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from .config import Profile, from_dict, get_device, get_profile, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
+from .config import Profile, get_device, get_profile, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
 from .quantize import check_lfq_size
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
@@ -94,10 +94,7 @@ def cmd_train(args) -> int:
         if (out / MODEL_FILE).is_file() and not args.force:
             raise UsageError(f"run {out} is already finished ({MODEL_FILE} exists); evaluate it, or --force to retrain")
         run = json.loads(config_path.read_text())
-        profile = Profile(run["profile"]["name"], from_dict(ModelConfig, run["profile"]["model"]),
-                          from_dict(TrainConfig, run["profile"]["train"]), from_dict(PriorConfig, run["profile"]["prior"]),
-                          from_dict(ScoreConfig, run["profile"]["score"]), run["profile"]["num_train"],
-                          run["profile"]["num_test"], run["profile"]["sweep_epochs"])
+        profile = profile_from_dict(run["profile"])
         load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
     else:
         if out.exists() and any((out / f).exists() for f in (CHECKPOINT, MODEL_FILE, "config.json")) and not args.force:

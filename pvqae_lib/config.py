@@ -140,6 +140,13 @@ def get_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def profile_from_dict(data: dict) -> Profile:
+    """Rebuild a :class:`Profile` from ``Profile.to_dict()`` (a run's recorded configuration)."""
+    parts = {"model": ModelConfig, "train": TrainConfig, "prior": PriorConfig, "score": ScoreConfig}
+    return Profile(**{k: (from_dict(parts[k], v) if k in parts else v) for k, v in data.items()
+                      if k in {f.name for f in fields(Profile)}})
+
+
 def from_dict(cls, data: dict):
     """Rebuild a config dataclass from ``asdict`` output, ignoring keys it does not know."""
     names = {f.name for f in fields(cls)}
@@ -147,4 +154,4 @@ def from_dict(cls, data: dict):
 
 
 __all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "Profile", "quick_profile",
-           "full_profile", "get_profile", "get_device", "from_dict", "replace"]
+           "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "replace"]

@@ -8,6 +8,7 @@ gradients): only the head learns, which keeps a CPU run short.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -31,15 +32,18 @@ class SegmentationHead(nn.Module):
     """U-Net-lite: three scales (width, 2·width, 4·width channels), skip connections, a 1x1 output.
 
     ``forward(x, recon)`` takes images and reconstructions (B, 3, H, W) in [0, 1] and returns
-    anomaly logits (B, 1, H, W); H and W must be divisible by 4.
+    anomaly logits (B, 1, H, W); H and W must be divisible by 4. The output bias starts every pixel
+    at probability ``prior`` (the focal-loss paper's initialisation, Lin et al. 2017): anomalies are
+    rare, and starting at p = 0.5 would make the first steps only learn "normal everywhere".
     """
 
-    def __init__(self, width: int = 8, in_channels: int = 6):
+    def __init__(self, width: int = 8, in_channels: int = 6, prior: float = 0.01):
         super().__init__()
         w = width
         self.enc1, self.enc2, self.enc3 = conv_block(in_channels, w), conv_block(w, 2 * w), conv_block(2 * w, 4 * w)
         self.dec2, self.dec1 = conv_block(4 * w + 2 * w, 2 * w), conv_block(2 * w + w, w)
         self.out = nn.Conv2d(w, 1, 1)
+        nn.init.constant_(self.out.bias, -math.log((1 - prior) / prior))   # start at p = prior (RetinaNet)
 
     def forward(self, x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
         h = torch.cat([x, recon], 1) * 2 - 1                                 # (B, 6, H, W) in [-1, 1]

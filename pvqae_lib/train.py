@@ -6,7 +6,6 @@ DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes.
 """
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict

@@ -1,0 +1,152 @@
+"""The allocation viewer of chapter 7 (Scoring and evaluation): one test image, its budgets and its scores.
+
+``allocation_view`` is the widget's callback as a plain function: it scores one image of a test
+``ImageSet`` exactly as the evaluation does (``pvqae_lib.scoring.anomaly_maps``) and returns NumPy
+arrays; ``plot_allocation_view`` draws one view, ``plot_allocation_views`` a few views as rows (the
+static fallback of the widget). Neither needs a browser, so both are unit-tested
+(tests/test_widgets_allocation.py).
+"""
+from __future__ import annotations
+
+import numbers
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+
+from ..config import ScoreConfig
+from ..scoring import anomaly_maps
+from ..viz import LEVEL_COLORS, LEVEL_NAMES, to_numpy_image
+
+PRIORS = ("none", "universal", "per-class")
+
+
+def check_index(index, num_images: int) -> int:
+    """``index`` as an int in [0, num_images); anything else raises a one-line error."""
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"index must be an integer, got {type(index).__name__} {index!r}")
+    if not 0 <= int(index) < num_images:
+        raise IndexError(f"index {index} is out of range: the test set has {num_images} images "
+                         f"(valid indices 0..{num_images - 1})")
+    return int(index)
+
+
+def allocation_view(trained, test_set, index: int, prior: str = "universal", cfg=None, device=None) -> dict:
+    """Score test image ``index`` of ``test_set`` with ``trained`` (a ``pipeline.Trained``).
+
+    ``prior`` is 'universal', 'per-class' or 'none' (S = S_recon of the routed reconstruction; the
+    only choice for the VQ-VAE, which has no prior). ``cfg`` is the ``ScoreConfig`` (default: the
+    library's). Returns a dict of NumPy arrays and a few facts about the image:
+
+    ``image`` (H, W, 3) in [0, 1]; ``mask`` (H, W) bool; ``routed`` and ``predicted`` (h, w) level
+    indices (0 coarse .. R-1 fine) of the router's budget B and the prior's normal budget B̂_norm;
+    ``disagree`` (h, w) bool where they differ; ``s_prior``, ``s_recon`` and ``s`` (H, W), where
+    ``s = gaussian_blur(s_prior * s_recon, sigma)`` with ``sigma`` also returned; ``recon`` (H, W, 3);
+    ``image_score`` (the maximum of ``s``), ``label``, ``kind``, ``category``, ``index``, ``prior``.
+    """
+    if prior not in PRIORS:
+        raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    index = check_index(index, len(test_set))
+    p = None
+    if prior != "none":
+        p = trained.priors.get(prior)
+        if p is None:
+            raise ValueError(f"this {trained.model_config.model} model has no {prior} prior; use prior='none'")
+    device = device or next(trained.model.parameters()).device
+    x = test_set.images[index:index + 1].to(device)
+    classes = None
+    if p is not None:
+        classes = trained.prior_classes(prior, test_set.categories[index:index + 1]).to(device)
+    sc = anomaly_maps(trained.model, x, p, classes, cfg)
+    H = x.shape[-1]
+    sigma = (cfg or ScoreConfig()).smooth_sigma * H / 64      # the same scaling as anomaly_maps
+    routed, predicted = sc.routed[0].cpu().numpy(), sc.predicted[0].cpu().numpy()
+    return {
+        "index": index,
+        "prior": prior,
+        "image": to_numpy_image(test_set.images[index]),
+        "mask": test_set.masks[index, 0].numpy() > 0.5,
+        "label": int(test_set.labels[index]),
+        "kind": test_set.kinds[index],
+        "category": test_set.category_names[int(test_set.categories[index])],
+        "routed": routed,
+        "predicted": predicted,
+        "disagree": routed != predicted,
+        "s_prior": sc.s_prior[0].cpu().numpy(),
+        "s_recon": sc.s_recon[0].cpu().numpy(),
+        "s": sc.s[0].cpu().numpy(),
+        "recon": to_numpy_image(sc.recon[0]),
+        "image_score": float(sc.image[0]),
+        "sigma": float(sigma),
+    }
+
+
+def _levels(ax, view, key, title):
+    img = view["image"]
+    H, W = img.shape[:2]
+    ax.imshow(img)
+    ax.imshow(view[key], cmap=ListedColormap(LEVEL_COLORS), vmin=0, vmax=len(LEVEL_COLORS) - 1, alpha=0.5,
+              extent=(0, W, H, 0), interpolation="nearest")
+    h, w = view[key].shape
+    for i, j in zip(*np.nonzero(view["disagree"])):     # patches where B and B̂_norm differ
+        ax.add_patch(plt.Rectangle((j * W / w, i * H / h), W / w, H / h, fill=False, ec="black", lw=1.2))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def _heat(ax, view, key, title, vmax=None):
+    ax.imshow(view["image"])
+    im = ax.imshow(view[key], cmap="jet", alpha=0.55, vmin=0, vmax=vmax)
+    if view["mask"].any():
+        ax.contour(view["mask"], levels=[0.5], colors="white", linewidths=0.9)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return im
+
+
+def _row(axes, view):
+    """Six panels: image, routed B, predicted B̂_norm, S_prior, S_recon, S (each map on its own scale)."""
+    ax = axes[0]
+    ax.imshow(view["image"])
+    if view["mask"].any():
+        ax.contour(view["mask"], levels=[0.5], colors="yellow", linewidths=0.9)
+    ax.set_title(f"#{view['index']} {view['category']}/{view['kind']}", fontsize=9)
+    ax.axis("off")
+    n = int(view["disagree"].sum())
+    _levels(axes[1], view, "routed", "routed budget $B$")
+    _levels(axes[2], view, "predicted", r"predicted $\hat{B}_{norm}$" + f" ({n} differ)")
+    _heat(axes[3], view, "s_prior", f"$S_{{prior}}$ (max {view['s_prior'].max():.3f})")
+    _heat(axes[4], view, "s_recon", f"$S_{{recon}}$ (max {view['s_recon'].max():.3f})")
+    _heat(axes[5], view, "s", f"$S$ (image score {view['image_score']:.4f})")
+
+
+def plot_allocation_view(view: dict, fig=None):
+    """One view as a 2 × 3 figure: image, routed and predicted budgets (black boxes: they differ),
+    then S_prior, S_recon and S over the image (white: the true defect outline)."""
+    fig = fig or plt.figure(figsize=(8.4, 5.6))
+    axes = fig.subplots(2, 3).ravel()
+    _row(axes, view)
+    _legend(fig)
+    fig.suptitle(f"prior: {view['prior']}, label {'defective' if view['label'] else 'normal'}", fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def plot_allocation_views(views: list[dict]):
+    """Several views as rows of six panels (the widget's static fallback)."""
+    fig, axes = plt.subplots(len(views), 6, figsize=(13, 2.35 * len(views) + 0.5), squeeze=False)
+    for row, view in zip(axes, views):
+        _row(row, view)
+    _legend(fig)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def _legend(fig):
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in LEVEL_COLORS]
+    handles.append(plt.Rectangle((0, 0), 1, 1, fill=False, ec="black", lw=1.2))
+    fig.legend(handles, [*LEVEL_NAMES, r"$B \neq \hat{B}_{norm}$"], loc="lower center", ncol=4, frameon=False, fontsize=9)
+
+
+__all__ = ["PRIORS", "allocation_view", "check_index", "plot_allocation_view", "plot_allocation_views"]
