@@ -1,4 +1,4 @@
-"""``python -m pvqae_lib train | evaluate | benchmark`` (DESIGN §3).
+"""``python -m pvqae_lib train | evaluate | benchmark | fewshot`` (DESIGN §3).
 
 Bad input ends with one line on stderr and exit code 2, never a traceback; nothing a user made
 is overwritten without ``--force``.
@@ -195,6 +195,50 @@ def cmd_benchmark(args) -> int:
 
 
 
+# --------------------------------------------------------------------------------------- fewshot
+
+def cmd_fewshot(args) -> int:
+    """LFQUIAD's few-shot protocol (Chapter 10): run_fewshot for every shot count and seed, one JSON."""
+    from dataclasses import asdict
+    from .fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
+    out_json = Path(args.json)
+    if out_json.exists() and not args.force:
+        raise UsageError(f"{out_json} exists: --force to overwrite it")
+    if args.dataset != "synthetic" and not args.root:
+        raise UsageError(f"--dataset {args.dataset} needs --root DIR")
+    if args.root and not Path(args.root).is_dir():
+        raise UsageError(f"--root {args.root} is not a directory")
+    if len(set(args.shots)) != len(args.shots) or len(set(args.seeds)) != len(args.seeds):
+        raise UsageError("--shots and --seeds must not repeat a value")
+    profile = get_profile(args.profile)
+    device = get_device(args.device)
+    cfg = FewShotConfig(head=args.head, prior=args.prior,
+                        **{k: v for k, v in {"num_images": args.num_images, "epochs": args.epochs,
+                                             "prior_steps": args.prior_steps, "head_steps": args.head_steps,
+                                             "size": args.image_size}.items() if v is not None})
+    root = str(Path(args.root).resolve()) if args.root else None
+    t0 = time.time()
+    rows = []
+    for k in args.shots:
+        rows += run_fewshot(args.dataset, k, seeds=tuple(args.seeds), cfg=cfg, root=root, profile=profile,
+                            device=device, progress=False)
+        if not args.quiet:
+            for r in rows[-len(args.seeds) * (2 if args.head else 1):]:
+                print(f"k={r['k']} seed={r['seed']} {r['method']:10s} image AUROC {fmt(r['image_auroc'])}, "
+                      f"pixel AUROC {fmt(r['pixel_auroc'])}, PRO {fmt(r['pro'])} ({r['seconds']:.0f} s)", flush=True)
+    table = fewshot_table(rows)
+    result = {"dataset": args.dataset, "root": root, "shots": list(args.shots), "seeds": list(args.seeds),
+              "table": table, "rows": rows, "device": str(device), "profile": profile.name,
+              "seconds": round(time.time() - t0, 2), "git_commit": git_commit(), "command": command_line(),
+              "machine": machine(), "torch_threads": torch.get_num_threads(),
+              "fewshot_config": asdict(cfg), "config": profile.to_dict()}
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    write_json(result, out_json)
+    print(format_fewshot_table(table))
+    print(f"{len(rows)} runs in {result['seconds']:.0f} s -> {out_json}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ demo
 
 def cmd_demo(args) -> int:
@@ -319,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true")
     b.add_argument("--device")
     b.set_defaults(func=cmd_benchmark)
+
+    f = sub.add_parser("fewshot", help="LFQUIAD's few-shot protocol: k shots per category, several seeds, one JSON")
+    f.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    f.add_argument("--root", help="dataset folder (not needed for synthetic)")
+    f.add_argument("--shots", type=positive(int), nargs="+", default=[1, 2, 4], help="k normal images per category")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one draw of the shots per seed")
+    f.add_argument("--head", action="store_true", help="also train and evaluate the segmentation head")
+    f.add_argument("--prior", choices=("none", "universal"), default="universal")
+    f.add_argument("--profile", choices=("quick", "full"), default=None, help="default: full with CUDA, else quick")
+    f.add_argument("--num-images", type=positive(int), help="the shots are repeated up to this many images")
+    f.add_argument("--epochs", type=positive(int))
+    f.add_argument("--prior-steps", type=positive(int))
+    f.add_argument("--head-steps", type=positive(int))
+    f.add_argument("--image-size", type=positive(int))
+    f.add_argument("--json", required=True)
+    f.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
+    f.add_argument("--device")
+    f.add_argument("--quiet", action="store_true", help="no per-run lines")
+    f.set_defaults(func=cmd_fewshot)
 
     d = sub.add_parser("demo", help="train + evaluate PVQAE and the VQ-VAE on synthetic data; table and heat maps")
     d.add_argument("--out", default="runs/demo")

@@ -84,13 +84,13 @@ def test_a_few_steps_reduce_the_loss():
     head = SegmentationHead(width=4)
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(20):
         loss, _ = dice_focal_loss(head(x, recon), m)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.9 * losses[0]
+    assert losses[-1] < 0.85 * losses[0]
 
 
 def test_train_head_freezes_the_autoencoder_and_returns_history(tiny_model):

@@ -12,7 +12,6 @@ import numbers
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.colors import ListedColormap
 
 from ..config import ScoreConfig
@@ -89,9 +88,13 @@ def _levels(ax, view, key, title):
     ax.imshow(view[key], cmap=ListedColormap(LEVEL_COLORS), vmin=0, vmax=len(LEVEL_COLORS) - 1, alpha=0.5,
               extent=(0, W, H, 0), interpolation="nearest")
     h, w = view[key].shape
+    for k in range(1, w):                               # the coarse patch grid the budget is decided on
+        ax.axvline(k * W / w, color="white", lw=0.3, alpha=0.6)
+    for k in range(1, h):
+        ax.axhline(k * H / h, color="white", lw=0.3, alpha=0.6)
     for i, j in zip(*np.nonzero(view["disagree"])):     # patches where B and B̂_norm differ
         ax.add_patch(plt.Rectangle((j * W / w, i * H / h), W / w, H / h, fill=False, ec="black", lw=1.2))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8.5)
     ax.axis("off")
 
 
@@ -100,25 +103,32 @@ def _heat(ax, view, key, title, vmax=None):
     im = ax.imshow(view[key], cmap="jet", alpha=0.55, vmin=0, vmax=vmax)
     if view["mask"].any():
         ax.contour(view["mask"], levels=[0.5], colors="white", linewidths=0.9)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8.5)
     ax.axis("off")
     return im
 
 
 def _row(axes, view):
-    """Six panels: image, routed B, predicted B̂_norm, S_prior, S_recon, S (each map on its own scale)."""
+    """Six panels: image, routed B, predicted B̂_norm, S_prior (0 .. 4× the uniform share), S_recon and
+    S (each from 0 to its own maximum)."""
     ax = axes[0]
     ax.imshow(view["image"])
     if view["mask"].any():
         ax.contour(view["mask"], levels=[0.5], colors="yellow", linewidths=0.9)
-    ax.set_title(f"#{view['index']} {view['category']}/{view['kind']}", fontsize=9)
+    ax.set_title(f"#{view['index']} {view['category']}/{view['kind']}", fontsize=8.5)
     ax.axis("off")
     n = int(view["disagree"].sum())
     _levels(axes[1], view, "routed", "routed budget $B$")
     _levels(axes[2], view, "predicted", r"predicted $\hat{B}_{norm}$" + f" ({n} differ)")
-    _heat(axes[3], view, "s_prior", f"$S_{{prior}}$ (max {view['s_prior'].max():.3f})")
-    _heat(axes[4], view, "s_recon", f"$S_{{recon}}$ (max {view['s_recon'].max():.3f})")
-    _heat(axes[5], view, "s", f"$S$ (image score {view['image_score']:.4f})")
+    # S_prior sums to 1 over the h·w patches: its colour scale is fixed at 0 .. 4× the uniform share
+    # 1/(h·w), so an image whose budgets all agree with the prior shows a flat, cool map.
+    uniform = 1.0 / view["routed"].size
+    _heat(axes[3], view, "s_prior", f"$S_{{prior}}$ (max {view['s_prior'].max() / uniform:.2f}× uniform)",
+          vmax=4 * uniform)
+    _heat(axes[4], view, "s_recon", f"$S_{{recon}}$ (max {view['s_recon'].max():.3f})",
+          vmax=max(float(view["s_recon"].max()), 1e-12))
+    _heat(axes[5], view, "s", f"$S$ (image score {view['image_score']:.2e})",
+          vmax=max(float(view["s"].max()), 1e-12))
 
 
 def plot_allocation_view(view: dict, fig=None):
@@ -134,19 +144,21 @@ def plot_allocation_view(view: dict, fig=None):
 
 
 def plot_allocation_views(views: list[dict]):
-    """Several views as rows of six panels (the widget's static fallback)."""
-    fig, axes = plt.subplots(len(views), 6, figsize=(13, 2.35 * len(views) + 0.5), squeeze=False)
-    for row, view in zip(axes, views):
-        _row(row, view)
+    """Several views side by side, one column of six panels per image (the widget's static fallback):
+    image, routed B, predicted B̂_norm, S_prior, S_recon and S from top to bottom."""
+    fig, axes = plt.subplots(6, len(views), figsize=(2.5 * len(views) + 0.2, 15.2), squeeze=False)
+    for column, view in zip(axes.T, views):
+        _row(column, view)
     _legend(fig)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
     return fig
 
 
 def _legend(fig):
     handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in LEVEL_COLORS]
     handles.append(plt.Rectangle((0, 0), 1, 1, fill=False, ec="black", lw=1.2))
-    fig.legend(handles, [*LEVEL_NAMES, r"$B \neq \hat{B}_{norm}$"], loc="lower center", ncol=4, frameon=False, fontsize=9)
+    fig.legend(handles, [*LEVEL_NAMES, r"$B \neq \hat{B}_{norm}$"], loc="lower center", ncol=4, frameon=False,
+               fontsize=9)
 
 
 __all__ = ["PRIORS", "allocation_view", "check_index", "plot_allocation_view", "plot_allocation_views"]

@@ -52,11 +52,12 @@ def lambda_view(models: dict, lam: float, image: torch.Tensor) -> dict:
             "shares": shares.numpy(), "mse": float((recon - x.cpu()).pow(2).mean())}
 
 
-def _panels(axes, view: dict, image, error_vmax: float | None, labels: bool = True):
-    """Three panels of one view: allocation over the image, reconstruction, error map."""
+def _panels(axes, view: dict, image, error_vmax: float | None, labels: bool = True, alpha: float = 0.6):
+    """Three panels of one view: allocation over the image (title: λmax and the shares
+    coarse/middle/fine in %), reconstruction, error map."""
     shares = "/".join(f"{100 * s:.0f}" for s in view["shares"])
     overlay_levels(axes[0], image, view["levels"],
-                   f"λmax={view['lam']:g}: {shares} %" if labels else f"λmax={view['lam']:g}")
+                   f"λmax={view['lam']:g}: {shares} %" if labels else f"λmax={view['lam']:g}\n{shares} %", alpha=alpha)
     axes[1].imshow(to_numpy_image(view["recon"]))
     axes[1].set_title(f"reconstruction (MSE {view['mse']:.4f})" if labels else f"MSE {view['mse']:.4f}",
                       fontsize=9)
