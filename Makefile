@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test unit nbval book check-book times clean
+.PHONY: setup demo test unit warm nbval book check-book times clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -27,7 +27,11 @@ test: unit nbval book
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
 
-nbval: $(STAMP)
+## warm: train the models the chapters share, once (they are cached on disk, never in the repository)
+warm: $(STAMP)
+	PVQAE_PROFILE=quick $(PY) tools/warm_cache.py
+
+nbval: warm
 	PVQAE_PROFILE=quick $(PY) -m pytest --nbval-lax -p no:cacheprovider book -q
 
 ## book: the rendered book in _build/html (quick profile, every chapter executed). The JavaScript for
@@ -35,7 +39,7 @@ nbval: $(STAMP)
 ## failure (reported together at the end); --all re-reads every page, because an incremental
 ## rebuild skips unchanged pages and would not repeat their warnings; check_book.py then inspects
 ## the built pages.
-book: $(STAMP)
+book: warm
 	bash tools/fetch_js.sh
 	PVQAE_PROFILE=quick .venv/bin/jupyter-book build . --all -W -n --keep-going
 	$(PY) tools/check_book.py

@@ -52,10 +52,11 @@ def level_legend(fig):
     fig.legend(handles, LEVEL_NAMES, loc="lower center", ncol=3, frameon=False)
 
 
-def heatmap_figure(images, masks, maps: dict, titles=None, vmax_per_row: bool = True):
+def heatmap_figure(images, masks, maps: dict, titles=None):
     """Rows of images; columns: the image with its mask, then one heat map per entry of ``maps``.
 
-    ``maps`` is {column title: (N, H, W) array}; each column is scaled to its own 99th percentile.
+    ``maps`` is {column title: (N, H, W) array}; each column is scaled to its own 99.5th percentile,
+    so methods whose scores live on different scales can be compared by their shape.
     """
     n, cols = len(images), 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.1 * n), squeeze=False)
