@@ -62,6 +62,8 @@ def profile_from_args(args) -> Profile:
                 **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
                                      "codebook_size": args.codebook_size}.items() if v is not None})
     if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 in the quick profile)
+        from .quantize import LFQ_BITS
+        m = replace(m, code_dim=LFQ_BITS if args.codebook_size is None else m.code_dim)
         m = replace(m, codebook_size=args.codebook_size or 2 ** m.code_dim)
         check_lfq_size(m.codebook_size, m.code_dim)
     t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,

@@ -235,8 +235,10 @@ BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae
 
 def book_overrides(profile: Profile, model: str, overrides: dict) -> dict:
     """Fill in what an override implies (LFQ: one code per sign pattern, 2**code_dim codes)."""
-    if overrides.get("quantizer") == "lfq" and "codebook_size" not in overrides:
-        return {**overrides, "codebook_size": 2 ** profile.model.code_dim}
+    if overrides.get("quantizer") == "lfq":
+        from .quantize import LFQ_BITS
+        bits = overrides.get("code_dim", LFQ_BITS)
+        return {"code_dim": bits, "codebook_size": 2 ** bits, **overrides}
     return overrides
 
 

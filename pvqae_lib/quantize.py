@@ -199,3 +199,4 @@ def build_quantizer(kind: str, codebook_size: int, dim: int, beta: float) -> nn.
 
 
 LFQ_AVAILABLE = True
+LFQ_BITS = 16   # LFQUIAD's setting: a 2^16 codebook, i.e. 16 sign bits per code
