@@ -55,8 +55,8 @@ class Server:
                 if server.truncate_to is not None:
                     body = body[: server.truncate_to]
                     self.close_connection = True
+                server.served.append(len(body))   # recorded before sending: the client may finish first
                 self.wfile.write(body)
-                server.served.append(len(body))
 
             def log_message(self, *args):
                 pass
