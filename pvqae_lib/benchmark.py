@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
+import statistics
 import time
 from dataclasses import replace
 
@@ -21,8 +22,24 @@ from .scoring import anomaly_maps
 from .train import StepParts, train_step
 
 
+WARMUP_STEPS = 3
+
+
+def _median_seconds(fn, repeats: int, sync) -> float:
+    """The median wall time of ``repeats`` calls: robust to a stray pause on a shared machine."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _measure(model_name: str, size: int, batch_size: int, steps: int, device: str, profile: str) -> dict:
-    """Time ``steps`` full training steps (autoencoder + discriminator) and scoring of one batch."""
+    """Median time of ``steps`` full training steps (autoencoder + discriminator) after a warm-up, and of
+    scoring one batch (``steps // 3`` times: PVQAE scoring runs the prior over every mask)."""
     torch.manual_seed(0)
     dev = torch.device(device)
     p = get_profile(profile)
@@ -38,26 +55,17 @@ def _measure(model_name: str, size: int, batch_size: int, steps: int, device: st
     x = torch.rand(batch_size, 3, size, size, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    model.train()
-    train_step(parts, x, 1.0, True)                                   # warm-up
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    model.train()
+    for _ in range(WARMUP_STEPS):                     # kernels, allocator and oneDNN caches settle first
         train_step(parts, x, 1.0, True)
-    sync()
-    step_s = (time.perf_counter() - t0) / steps
+    step_s = _median_seconds(lambda: train_step(parts, x, 1.0, True), steps, sync)
     prior = None
     if model_name == "pvqae":
         grid = size // mcfg.coarse_stride
         prior = BudgetPrior(mcfg.num_levels, grid * grid, 1, p.prior).to(dev).eval()
     anomaly_maps(model, x, prior)                                     # warm-up
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        anomaly_maps(model, x, prior)
-    sync()
-    infer_ms = (time.perf_counter() - t0) / steps / batch_size * 1000
+    infer_ms = _median_seconds(lambda: anomaly_maps(model, x, prior), max(1, steps // 3), sync) / batch_size * 1000
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2 ** 20
     else:

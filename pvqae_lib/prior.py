@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from .config import PriorConfig
 
+ATTENTION_ELEMENTS = 2 ** 26   # per inference chunk: 256 MB of float32 attention scores
+
 
 class BudgetPrior(nn.Module):
     """One transformer block over [CLS, b_1, ..., b_N] with a learnable level embedding E ∈ R^{R×d}.
@@ -52,14 +54,17 @@ class BudgetPrior(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def predict(self, levels: torch.Tensor, classes: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    def predict(self, levels: torch.Tensor, classes: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
         """The predicted normal budget B̂_norm as probabilities (B, N, R).
 
         Position i is predicted with only token i masked, all other tokens visible; the N masks are
         enumerated in one batched pass over (B·N) sequences, not a Python loop over positions.
+        The pass is cut into chunks of ``chunk`` sequences (by default as many as keep one
+        attention matrix within ATTENTION_ELEMENTS, so a 256 px image's 1024 tokens fit in memory).
         Call ``eval()`` first.
         """
         B, N = levels.shape
+        chunk = chunk or max(1, ATTENTION_ELEMENTS // (self.cfg.heads * (N + 1) ** 2))
         eye = torch.eye(N, dtype=torch.bool, device=levels.device)
         seqs = levels[:, None, :].expand(B, N, N).reshape(B * N, N)           # copy i masks token i
         masks = eye[None].expand(B, N, N).reshape(B * N, N)

@@ -124,3 +124,25 @@ def test_fit_prior_learns_a_per_class_pattern():
     assert (logits.argmax(-1) == seq).float().mean() > 0.95
     probs = prior.predict(seq, classes)
     assert (probs.argmax(-1) == seq).float().mean() > 0.95
+
+
+def test_default_chunks_bound_the_attention_memory(monkeypatch):
+    """Without ``chunk``, predict cuts the B·N sequences so one chunk's attention stays bounded,
+    and the result does not depend on the cut."""
+    import pvqae_lib.prior as prior_module
+    prior = make(seed=4).eval()
+    levels = torch.randint(0, 3, (2, 6), generator=torch.Generator().manual_seed(5))
+    classes = torch.tensor([0, 1])
+    whole = prior.predict(levels, classes, chunk=12)
+    sizes = []
+    original = type(prior).forward
+
+    def spy(self, seqs, mask, cls, targets=None):
+        sizes.append(len(seqs))
+        return original(self, seqs, mask, cls, targets)
+
+    monkeypatch.setattr(type(prior), "forward", spy)
+    monkeypatch.setattr(prior_module, "ATTENTION_ELEMENTS", prior.cfg.heads * 7 ** 2 * 5)   # 5 sequences of 7 tokens
+    chunked = prior.predict(levels, classes)
+    assert sizes == [5, 5, 2]
+    torch.testing.assert_close(chunked, whole)
