@@ -48,10 +48,11 @@ book: warm
 check-book: $(STAMP)
 	$(PY) tools/check_book.py
 
-## times: seconds per chapter on a fresh kernel (quick profile) as a markdown table; also updates
+## times: the shared models trained into a fresh cache (timed), then seconds per chapter on a fresh
+## kernel (quick profile), as a markdown table; also updates
 ## the marked block of README.md when it has one
 times: $(STAMP)
-	PVQAE_PROFILE=quick $(PY) tools/time_chapters.py --write-readme
+	PVQAE_PROFILE=quick $(PY) tools/time_chapters.py --fresh-cache --write-readme
 
 clean:
 	rm -rf _build runs

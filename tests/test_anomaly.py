@@ -10,12 +10,7 @@ from pvqae_lib.anomaly import (AnomalyConfig, AnomalySynthesizer, anomaly_mask, 
 from pvqae_lib.data import make_synthetic, render
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed):

@@ -6,64 +6,29 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
+from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import main
 
-TINY = ["--epochs", "1", "--num-train", "8", "--image-size", "32", "--prior-steps", "5", "--batch-size", "8",
-        "--quiet"]
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
              "git_commit", "command", "resolution_share")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def cpu_quick(monkeypatch):
-    monkeypatch.setenv("PVQAE_PROFILE", "quick")
-    monkeypatch.setenv("PVQAE_DEVICE", "cpu")
-
-
-def run(args, capsys):
-    """main() in-process: (exit code, stdout, stderr); argparse errors exit through SystemExit."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(result, *words):
-    code, _, err = result
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
-    return lines[0]
+pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
 
 @pytest.fixture(scope="module")
 def vqvae_run(tmp_path_factory):
     """A finished (tiny) VQ-VAE run directory, made through the command line."""
     out = tmp_path_factory.mktemp("cli") / "vq"
-    code = main(["train", "--out", str(out), "--model", "vqvae", "--width", "8", "--codebook-size", "16", *TINY])
+    code = main(["train", "--out", str(out), "--model", "vqvae", "--width", "8", "--codebook-size", "16",
+                 *TINY_TRAIN_ARGS])
     assert code == 0
     return out
 
 
 def test_train_and_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
-    code, stdout, err = run(["train", "--out", out, *TINY], capsys)
+    code, stdout, err = run_cli(["train", "--out", out, *TINY_TRAIN_ARGS], capsys)
     assert code == 0, err
     assert "Traceback" not in err
     for name in ("model.pt", "checkpoint.pt", "config.json", "history.json"):
@@ -74,7 +39,7 @@ def test_train_and_evaluate(tmp_path, capsys):
     assert config["profile"]["prior"]["steps"] == 5 and config["data"]["num_train"] == 8
 
     result_path = tmp_path / "results" / "r.json"
-    code, stdout, err = run(["evaluate", "--run", out, "--json", result_path], capsys)
+    code, stdout, err = run_cli(["evaluate", "--run", out, "--json", result_path], capsys)
     assert code == 0, err
     result = json.loads(result_path.read_text())
     for key in JSON_KEYS:
@@ -89,7 +54,7 @@ def test_train_and_evaluate(tmp_path, capsys):
 
     # an existing JSON is not overwritten without --force
     before = result_path.read_text()
-    assert_usage_error(run(["evaluate", "--run", out, "--json", result_path], capsys), "--force")
+    assert_usage_error(run_cli(["evaluate", "--run", out, "--json", result_path], capsys), "--force")
     assert result_path.read_text() == before
 
 
@@ -104,9 +69,9 @@ def test_subprocess_bad_input_has_no_traceback(tmp_path):
 
 
 def test_mtsd_without_root(tmp_path, capsys):
-    assert_usage_error(run(["train", "--dataset", "mtsd", "--out", tmp_path / "r"], capsys), "--root")
+    assert_usage_error(run_cli(["train", "--dataset", "mtsd", "--out", tmp_path / "r"], capsys), "--root")
     missing = tmp_path / "nowhere"
-    assert_usage_error(run(["train", "--dataset", "mtsd", "--root", missing, "--out", tmp_path / "r"], capsys),
+    assert_usage_error(run_cli(["train", "--dataset", "mtsd", "--root", missing, "--out", tmp_path / "r"], capsys),
                        str(missing))
     assert not (tmp_path / "r").exists()
 
@@ -114,38 +79,39 @@ def test_mtsd_without_root(tmp_path, capsys):
 def test_root_without_the_layout(tmp_path, capsys):
     root = tmp_path / "mtsd"
     root.mkdir()
-    assert_usage_error(run(["train", "--dataset", "mtsd", "--root", root, "--out", tmp_path / "r", *TINY], capsys),
-                       "MT_Free")
+    assert_usage_error(run_cli(["train", "--dataset", "mtsd", "--root", root, "--out", tmp_path / "r",
+                                *TINY_TRAIN_ARGS], capsys), "MT_Free")
     (tmp_path / "mvtec").mkdir()
-    line = assert_usage_error(run(["train", "--dataset", "mvtec", "--root", tmp_path / "mvtec",
-                                   "--out", tmp_path / "r2", *TINY], capsys))
+    line = assert_usage_error(run_cli(["train", "--dataset", "mvtec", "--root", tmp_path / "mvtec",
+                                       "--out", tmp_path / "r2", *TINY_TRAIN_ARGS], capsys))
     assert "mvtec" in line.lower()
 
 
 def test_unknown_category(tmp_path, capsys):
-    assert_usage_error(run(["train", "--category", "marble", "--out", tmp_path / "r", *TINY], capsys), "marble")
+    assert_usage_error(run_cli(["train", "--category", "marble", "--out", tmp_path / "r", *TINY_TRAIN_ARGS], capsys),
+                       "marble")
 
 
 @pytest.mark.parametrize("flag,value", [("--tau", "0"), ("--tau", "-1"), ("--lambda-max", "-1"),
                                         ("--epochs", "0"), ("--batch-size", "abc")])
 def test_bad_numbers(tmp_path, capsys, flag, value):
-    assert_usage_error(run(["train", "--out", tmp_path / "r", flag, value], capsys), flag)
+    assert_usage_error(run_cli(["train", "--out", tmp_path / "r", flag, value], capsys), flag)
     assert not (tmp_path / "r").exists()
 
 
 def test_lfq_with_a_codebook_size_other_than_2_to_the_bits_is_a_clear_error(tmp_path, capsys):
     # lfq itself trains (tests/test_lfq.py); its codebook is 2**code_dim = 2**16 in the quick profile
-    line = assert_usage_error(run(["train", "--out", tmp_path / "r", "--quantizer", "lfq", "--codebook-size", "64",
-                                   *TINY], capsys), "lfq", "65536", "64")
+    line = assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--quantizer", "lfq",
+                                       "--codebook-size", "64", *TINY_TRAIN_ARGS], capsys), "lfq", "65536", "64")
     assert not (tmp_path / "r").exists()
 
 
 def test_evaluate_missing_or_empty_run(tmp_path, capsys):
-    assert_usage_error(run(["evaluate", "--run", tmp_path / "none", "--json", tmp_path / "r.json"], capsys),
+    assert_usage_error(run_cli(["evaluate", "--run", tmp_path / "none", "--json", tmp_path / "r.json"], capsys),
                        "does not exist")
     empty = tmp_path / "empty"
     empty.mkdir()
-    line = assert_usage_error(run(["evaluate", "--run", empty, "--json", tmp_path / "r.json"], capsys), "model.pt")
+    line = assert_usage_error(run_cli(["evaluate", "--run", empty, "--json", tmp_path / "r.json"], capsys), "model.pt")
     assert "--resume" not in line
     assert not (tmp_path / "r.json").exists()
 
@@ -154,20 +120,20 @@ def test_evaluate_interrupted_run_hints_resume(tmp_path, capsys):
     run_dir = tmp_path / "half"
     run_dir.mkdir()
     (run_dir / "checkpoint.pt").write_bytes(b"")
-    assert_usage_error(run(["evaluate", "--run", run_dir, "--json", tmp_path / "r.json"], capsys), "--resume")
+    assert_usage_error(run_cli(["evaluate", "--run", run_dir, "--json", tmp_path / "r.json"], capsys), "--resume")
 
 
 def test_resume_without_checkpoint(tmp_path, capsys):
     (tmp_path / "r").mkdir()
-    assert_usage_error(run(["train", "--out", tmp_path / "r", "--resume"], capsys), "checkpoint.pt")
+    assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--resume"], capsys), "checkpoint.pt")
 
 
 def test_existing_run_needs_force(vqvae_run, capsys):
     before = (vqvae_run / "model.pt").stat().st_mtime_ns
-    assert_usage_error(run(["train", "--out", vqvae_run, "--model", "vqvae", *TINY], capsys), "--force")
+    assert_usage_error(run_cli(["train", "--out", vqvae_run, "--model", "vqvae", *TINY_TRAIN_ARGS], capsys), "--force")
     assert (vqvae_run / "model.pt").stat().st_mtime_ns == before
     # a finished run is not resumed either
-    assert_usage_error(run(["train", "--out", vqvae_run, "--resume"], capsys), "--force")
+    assert_usage_error(run_cli(["train", "--out", vqvae_run, "--resume"], capsys), "--force")
 
 
 def test_resume_checkpoint_of_another_model(vqvae_run, tmp_path, capsys):
@@ -180,11 +146,11 @@ def test_resume_checkpoint_of_another_model(vqvae_run, tmp_path, capsys):
     assert config["profile"]["model"]["model"] == "vqvae"
     config["profile"]["model"]["model"] = "pvqae"
     (run_dir / "config.json").write_text(json.dumps(config))
-    assert_usage_error(run(["train", "--out", run_dir, "--resume"], capsys), "vqvae", "pvqae")
+    assert_usage_error(run_cli(["train", "--out", run_dir, "--resume"], capsys), "vqvae", "pvqae")
 
 
 def test_evaluate_vqvae_run(vqvae_run, tmp_path, capsys):
-    code, _, err = run(["evaluate", "--run", vqvae_run, "--json", tmp_path / "vq.json"], capsys)
+    code, _, err = run_cli(["evaluate", "--run", vqvae_run, "--json", tmp_path / "vq.json"], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "vq.json").read_text())
     assert result["model"] == "vqvae" and result["prior"] == "none"

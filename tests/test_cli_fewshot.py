@@ -3,52 +3,20 @@ table and provenance; bad input ends with exit code 2 and one line on stderr, ne
 import json
 
 import pytest
-import torch
 
-from pvqae_lib.cli import main
+from conftest import assert_usage_error, run_cli
 
 TINY = ["--shots", "1", "--seeds", "0", "--image-size", "32", "--num-images", "8", "--epochs", "1",
         "--prior-steps", "5", "--head-steps", "3", "--quiet"]
 JSON_KEYS = ("dataset", "shots", "seeds", "rows", "table", "device", "profile", "seconds", "git_commit",
              "command", "machine", "config", "fewshot_config")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def cpu_quick(monkeypatch):
-    monkeypatch.setenv("PVQAE_PROFILE", "quick")
-    monkeypatch.setenv("PVQAE_DEVICE", "cpu")
-
-
-def run(args, capsys):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_usage_error(result, *words):
-    code, _, err = result
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], (word, lines[0])
+pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
 
 def test_tiny_fewshot_run_writes_json(tmp_path, capsys):
     out = tmp_path / "fewshot.json"
-    code, stdout, err = run(["fewshot", "--dataset", "synthetic", "--head", "--json", out, *TINY], capsys)
+    code, stdout, err = run_cli(["fewshot", "--dataset", "synthetic", "--head", "--json", out, *TINY], capsys)
     assert code == 0, err
     result = json.loads(out.read_text())
     for key in JSON_KEYS:
@@ -65,18 +33,19 @@ def test_tiny_fewshot_run_writes_json(tmp_path, capsys):
 
     # an existing JSON is not overwritten without --force ...
     before = out.read_text()
-    assert_usage_error(run(["fewshot", "--json", out, *TINY], capsys), "--force")
+    assert_usage_error(run_cli(["fewshot", "--json", out, *TINY], capsys), "--force")
     assert out.read_text() == before
 
 
 def test_real_dataset_needs_root(tmp_path, capsys):
-    assert_usage_error(run(["fewshot", "--dataset", "mtsd", "--json", tmp_path / "f.json", *TINY], capsys), "--root")
-    assert_usage_error(run(["fewshot", "--dataset", "mtsd", "--root", tmp_path / "nope", "--json",
-                            tmp_path / "f.json", *TINY], capsys), "not a directory")
+    assert_usage_error(run_cli(["fewshot", "--dataset", "mtsd", "--json", tmp_path / "f.json", *TINY], capsys),
+                       "--root")
+    assert_usage_error(run_cli(["fewshot", "--dataset", "mtsd", "--root", tmp_path / "nope", "--json",
+                                tmp_path / "f.json", *TINY], capsys), "not a directory")
     assert not (tmp_path / "f.json").exists()
 
 
 @pytest.mark.parametrize("args", [["--shots", "0"], ["--shots", "1", "1"], ["--seeds", "x"], ["--dataset", "nope"]])
 def test_bad_numbers_and_names(tmp_path, capsys, args):
-    assert_usage_error(run(["fewshot", "--json", tmp_path / "f.json", *args], capsys))
+    assert_usage_error(run_cli(["fewshot", "--json", tmp_path / "f.json", *args], capsys))
     assert not (tmp_path / "f.json").exists()

@@ -7,12 +7,7 @@ from pvqae_lib.fewshot import (FewShotConfig, expand_shots, fewshot_table, forma
                                select_shots)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,13 @@ import math
 import pytest
 import torch
 
+from conftest import TINY_TRAIN_ARGS, tiny_model_config
 from pvqae_lib.cli import main
-from pvqae_lib.config import ModelConfig
 from pvqae_lib.model import PVQAE, VQVAE
 from pvqae_lib.quantize import LookupFreeQuantizer, QuantizerOutput, build_quantizer, lfq_entropies
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quantized_is_the_sign_and_index_is_the_binary_code():
@@ -122,7 +117,7 @@ def test_build_quantizer_lfq():
 @pytest.mark.parametrize("cls", [PVQAE, VQVAE])
 def test_models_run_forward_backward_with_lfq(cls):
     torch.manual_seed(0)
-    cfg = ModelConfig(quantizer="lfq", code_dim=8, codebook_size=256, image_size=32, width=8, router_hidden=16)
+    cfg = tiny_model_config(quantizer="lfq", codebook_size=256)
     model = cls(cfg)
     assert all(isinstance(q, LookupFreeQuantizer) for q in model.quantizers)
     out = model(torch.rand(2, 3, 32, 32))
@@ -132,12 +127,9 @@ def test_models_run_forward_backward_with_lfq(cls):
     assert all(0 <= i.min() and i.max() < 256 for i in out.indices)
 
 
-def test_cli_trains_with_lfq(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("PVQAE_PROFILE", "quick")
-    monkeypatch.setenv("PVQAE_DEVICE", "cpu")
+def test_cli_trains_with_lfq(tmp_path, cpu_quick, capsys):
     out = tmp_path / "lfq"
-    code = main(["train", "--quantizer", "lfq", "--epochs", "1", "--num-train", "8", "--image-size", "32",
-                 "--batch-size", "8", "--prior-steps", "5", "--quiet", "--out", str(out)])
+    code = main(["train", "--quantizer", "lfq", *TINY_TRAIN_ARGS, "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     model = json.loads((out / "config.json").read_text())["profile"]["model"]
     assert model["quantizer"] == "lfq" and model["codebook_size"] == 2 ** model["code_dim"] == 2 ** 16

@@ -3,22 +3,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import tiny_model_config as tiny
 from pvqae_lib.budget import budget_loss, patch_entropy
 from pvqae_lib.config import ModelConfig, TrainConfig
 from pvqae_lib.model import PVQAE, VQVAE, build_model, combine_levels
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny(**kw):
-    return ModelConfig(**{**dict(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16), **kw})
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

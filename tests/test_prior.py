@@ -8,13 +8,7 @@ from pvqae_lib.prior import BudgetPrior, fit_prior, random_mask
 CFG = PriorConfig(dim=16, heads=2, dropout=0.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(num_tokens=6, num_classes=2, seed=0, cfg=CFG):

@@ -4,20 +4,15 @@ import math
 import pytest
 import torch
 
-from pvqae_lib.config import ModelConfig, PriorConfig, ScoreConfig, TrainConfig
+from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, tiny_train_set
+from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.prior import fit_prior
 from pvqae_lib.scoring import anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset
 from pvqae_lib.train import collect_budgets, train_autoencoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_prior_score_hand_computation():
@@ -76,12 +71,10 @@ def test_gaussian_blur():
 def trained():
     """A PVQAE trained for a few steps and a prior fitted on its own budgets."""
     torch.manual_seed(0)
-    data = make_synthetic("train", 32, num_per_category=4)
-    cfg = ModelConfig(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16)
-    model, _ = train_autoencoder(data, cfg, TrainConfig(epochs=1, batch_size=6, disc_start=0.0), progress=False)
+    data = tiny_train_set()
+    model, _ = train_autoencoder(data, tiny_model_config(), tiny_train_config(), progress=False)
     levels = collect_budgets(model, data.images)
-    prior, _ = fit_prior(levels, torch.zeros(len(levels), dtype=torch.long), 3, 1,
-                         PriorConfig(dim=16, heads=2, steps=5, batch_size=8), seed=0)
+    prior, _ = fit_prior(levels, torch.zeros(len(levels), dtype=torch.long), 3, 1, tiny_prior_config(), seed=0)
     test = make_synthetic("test", 32, num_per_category=3)
     return model, prior, test
 

@@ -12,12 +12,7 @@ from pvqae_lib.segmentation import (SegmentationHead, dice_focal_loss, dice_loss
                                     head_maps, train_head)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,27 +5,22 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
 from pvqae_lib import pipeline
-from pvqae_lib.config import ModelConfig, PriorConfig, Profile, TrainConfig
+from pvqae_lib.config import ModelConfig, Profile, TrainConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.train import CHECKPOINT, CheckpointError, load_checkpoint, train_autoencoder
 
-MODEL = ModelConfig(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16)
-PRIOR = PriorConfig(dim=16, heads=2, steps=5, batch_size=16)
+MODEL = tiny_model_config()
+PRIOR = tiny_prior_config(batch_size=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic("train", 32, num_per_category=4)      # 12 images
+    return tiny_train_set()                                      # 12 images
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +145,7 @@ def profile():
 
 @pytest.fixture(scope="module")
 def fitted(data, profile):
-    return pipeline.fit(data, profile, progress=False)
+    return fit_tiny(profile, data)
 
 
 def test_fit_and_evaluate_end_to_end(fitted, test_data):

@@ -11,34 +11,21 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import pvqae_lib.widgets.allocation as allocation  # noqa: E402
+from conftest import fit_tiny, tiny_model_config, tiny_profile  # noqa: E402
 from pvqae_lib import pipeline  # noqa: E402
-from pvqae_lib.config import ModelConfig, PriorConfig, ScoreConfig, TrainConfig, quick_profile  # noqa: E402
+from pvqae_lib.config import ScoreConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
 from pvqae_lib.scoring import gaussian_blur  # noqa: E402
 
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_profile(model="pvqae"):
-    p = quick_profile()
-    return replace(p, model=ModelConfig(model=model, image_size=SIZE, width=8, code_dim=8, codebook_size=16,
-                                        router_hidden=16),
-                   train=TrainConfig(epochs=1, batch_size=6, disc_start=0.0),
-                   prior=PriorConfig(dim=16, heads=2, steps=5, batch_size=8))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def trained():
-    torch.manual_seed(0)
-    return pipeline.fit(make_synthetic("train", SIZE, num_per_category=4), tiny_profile(), progress=False)
+    return fit_tiny(tiny_profile(model=tiny_model_config(image_size=SIZE)), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,4 @@
 """Tests for pvqae_lib.widgets.lam: the λ explorer's callback and plots (Chapter 5), without a browser."""
-from dataclasses import replace
-
 import matplotlib
 import numpy as np
 import pytest
@@ -9,8 +7,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from pvqae_lib import pipeline  # noqa: E402
-from pvqae_lib.config import ModelConfig, PriorConfig, TrainConfig, quick_profile  # noqa: E402
+from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_profile, tiny_train_set  # noqa: E402
+from pvqae_lib.config import TrainConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
 from pvqae_lib.scoring import recon_score  # noqa: E402
 from pvqae_lib.widgets import lam as lam_widget  # noqa: E402
@@ -18,20 +16,13 @@ from pvqae_lib.widgets import lam as lam_widget  # noqa: E402
 SIZE = 32
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_profile(lambda_max: float):
-    p = quick_profile()
-    return replace(p, model=ModelConfig(image_size=SIZE, width=4, code_dim=8, codebook_size=16, router_hidden=16),
-                   train=TrainConfig(epochs=1, batch_size=4, lambda_max=lambda_max),
-                   prior=PriorConfig(dim=16, heads=2, steps=3, batch_size=8))
+def lam_profile(lambda_max: float):
+    return tiny_profile(model=tiny_model_config(image_size=SIZE, width=4),
+                        train=TrainConfig(epochs=1, batch_size=4, lambda_max=lambda_max),
+                        prior=tiny_prior_config(steps=3))
 
 
 def force_level(trained, level: int):
@@ -47,8 +38,8 @@ def force_level(trained, level: int):
 
 @pytest.fixture(scope="module")
 def models():
-    train = make_synthetic("train", SIZE, num_per_category=4)              # 12 images
-    trained = {lam: pipeline.fit(train, tiny_profile(lam), progress=False) for lam in (0.5, 2.5)}
+    train = tiny_train_set(SIZE)                                           # 12 images
+    trained = {lam: fit_tiny(lam_profile(lam), train) for lam in (0.5, 2.5)}
     return {0.5: force_level(trained[0.5], 2), 2.5: force_level(trained[2.5], 0)}   # fine vs coarse
 
 

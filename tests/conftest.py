@@ -1,0 +1,111 @@
+"""Fixtures and helpers shared by the test modules.
+
+Fixtures (opt in per module with ``pytestmark = pytest.mark.usefixtures(...)``):
+
+* ``one_thread``: torch on one intra-op thread for the module;
+* ``cpu_quick``: PVQAE_PROFILE=quick and PVQAE_DEVICE=cpu for one test.
+
+Plain helpers, imported with ``from conftest import ...`` (pytest puts this folder on sys.path, as
+tests/ has no ``__init__.py``):
+
+* ``TINY_TRAIN_ARGS``, ``run_cli``, ``assert_usage_error``: the command line in-process;
+* ``tiny_model_config``, ``tiny_train_config``, ``tiny_prior_config``, ``tiny_profile``: tiny configs;
+* ``tiny_train_set``, ``fit_tiny``: a tiny synthetic training set and a ``Trained`` fitted on it.
+"""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from pvqae_lib import pipeline
+from pvqae_lib.cli import main
+from pvqae_lib.config import ModelConfig, PriorConfig, TrainConfig, quick_profile
+from pvqae_lib.data import make_synthetic
+
+# ----------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one intra-op thread (and do not fight other jobs for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cpu_quick(monkeypatch):
+    """The quick profile on the CPU, for the command line."""
+    monkeypatch.setenv("PVQAE_PROFILE", "quick")
+    monkeypatch.setenv("PVQAE_DEVICE", "cpu")
+
+
+# ---------------------------------------------------------------------------------- command line
+
+# a tiny ``train``: 1 epoch on 8 images per category at 32 px, 5 prior steps
+TINY_TRAIN_ARGS = ["--epochs", "1", "--num-train", "8", "--image-size", "32", "--prior-steps", "5",
+                   "--batch-size", "8", "--quiet"]
+
+
+def run_cli(args, capsys):
+    """main() in-process: (exit code, stdout, stderr); argparse errors exit through SystemExit."""
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_usage_error(result, *words):
+    """``result`` of run_cli is exit code 2 with one stderr line (no traceback) holding every word; that line."""
+    code, _, err = result
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------- tiny configs/models
+
+def tiny_model_config(**kw):
+    """A 32 px ModelConfig with small widths and a 16-entry codebook; ``kw`` overrides any field."""
+    return ModelConfig(**{**dict(image_size=32, width=8, code_dim=8, codebook_size=16, router_hidden=16), **kw})
+
+
+def tiny_train_config(**kw):
+    """One epoch, batches of 6, the discriminator from the start; ``kw`` overrides any field."""
+    return TrainConfig(**{**dict(epochs=1, batch_size=6, disc_start=0.0), **kw})
+
+
+def tiny_prior_config(**kw):
+    """A 16-wide, 2-head prior trained for 5 steps of 8; ``kw`` overrides any field."""
+    return PriorConfig(**{**dict(dim=16, heads=2, steps=5, batch_size=8), **kw})
+
+
+def tiny_profile(model=None, train=None, prior=None):
+    """quick_profile() with the given configs, by default tiny_model_config(), tiny_train_config() and
+    tiny_prior_config()."""
+    return replace(quick_profile(),
+                   model=tiny_model_config() if model is None else model,
+                   train=tiny_train_config() if train is None else train,
+                   prior=tiny_prior_config() if prior is None else prior)
+
+
+def tiny_train_set(size=32, num_per_category=4):
+    """The synthetic training split: 3 categories x ``num_per_category`` images (12 by default)."""
+    return make_synthetic("train", size, num_per_category=num_per_category)
+
+
+def fit_tiny(profile, data=None, seed=None):
+    """pipeline.fit(data, profile) without progress bars: a ``Trained``. With ``seed``, torch.manual_seed(seed)
+    first; without ``data``, tiny_train_set() at the profile's image size (made after seeding)."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if data is None:
+        data = tiny_train_set(profile.model.image_size)
+    return pipeline.fit(data, profile, progress=False)
