@@ -151,7 +151,7 @@ def cmd_evaluate(args) -> int:
     out_json = Path(args.json)
     if out_json.exists() and not args.force:
         raise UsageError(f"{out_json} exists: --force to overwrite it")
-    t0 = time.time()
+    t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
     device = get_device(args.device)
     trained = load_trained(run_dir / MODEL_FILE, device)
     run = json.loads((run_dir / "config.json").read_text())
@@ -160,7 +160,7 @@ def cmd_evaluate(args) -> int:
     result = evaluate(trained, test_set, prior, device=device)
     result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
                   profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
-                  seconds=round(time.time() - t0, 2), git_commit=git_commit(), command=command_line(),
+                  seconds=round(time.time() - t0, 2), git_commit=commit, command=command_line(),
                   train_command=run["command"], train_git_commit=run["git_commit"], config=run["profile"],
                   data=run["data"], machine=machine())
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +188,9 @@ def cmd_benchmark(args) -> int:
     out_json = Path(args.json) if args.json else None
     if out_json and out_json.exists() and not args.force:
         raise UsageError(f"{out_json} exists: --force to overwrite it")
+    commit = git_commit()                      # the code that runs, even if HEAD moves meanwhile
     result = run_benchmark(args.sizes, args.batch_size, args.steps, get_device(args.device), args.profile)
-    result.update(git_commit=git_commit(), command=command_line(), machine=machine())
+    result.update(git_commit=commit, command=command_line(), machine=machine())
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         write_json(result, out_json)
@@ -219,7 +220,7 @@ def cmd_fewshot(args) -> int:
                                              "prior_steps": args.prior_steps, "head_steps": args.head_steps,
                                              "size": args.image_size}.items() if v is not None})
     root = str(Path(args.root).resolve()) if args.root else None
-    t0 = time.time()
+    t0, commit = time.time(), git_commit()
     rows = []
     for k in args.shots:
         rows += run_fewshot(args.dataset, k, seeds=tuple(args.seeds), cfg=cfg, root=root, profile=profile,
@@ -231,7 +232,7 @@ def cmd_fewshot(args) -> int:
     table = fewshot_table(rows)
     result = {"dataset": args.dataset, "root": root, "shots": list(args.shots), "seeds": list(args.seeds),
               "table": table, "rows": rows, "device": str(device), "profile": profile.name,
-              "seconds": round(time.time() - t0, 2), "git_commit": git_commit(), "command": command_line(),
+              "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": command_line(),
               "machine": machine(), "torch_threads": torch.get_num_threads(),
               "fewshot_config": asdict(cfg), "config": profile.to_dict()}
     out_json.parent.mkdir(parents=True, exist_ok=True)

@@ -193,15 +193,14 @@ def result(dataset, size, model, prior, image, pixel, pro, seconds="12.5"):
             "machine": "2 cores", "train_command": f"python -m pvqae_lib train --model {model}"}
 
 
-def test_results_table_rows_from_the_json_files(rt, tmp_path, monkeypatch):
+def test_results_table_rows_from_the_json_files(rt, tmp_path):
     folder = tmp_path / "book" / "_static" / "results"
     folder.mkdir(parents=True)
     (folder / "b_vq.json").write_text(json.dumps(result("mtsd", 64, "vqvae", "none", 0.5, None, 0.25)))
     (folder / "a_pv.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9123, 0.8, 0.7)))
     (folder / "fewshot.json").write_text(json.dumps({"dataset": "mtsd", "rows": []}))   # no image_auroc: skipped
     (folder / "notes.txt").write_text("not a result")
-    monkeypatch.setattr(rt, "ROOT", tmp_path)
-    lines = rt.table().splitlines()
+    lines = rt.table(folder).splitlines()
     assert lines[0].startswith("| file | data | model (prior) | image AUROC | pixel AUROC | PRO |")
     assert lines[2:4] == [
         "| a_pv.json | synthetic 32 px | pvqae (universal) | 91.2 | 80.0 | 70.0 | 12.5 | 2 cores | "
@@ -214,19 +213,32 @@ def test_results_table_rows_from_the_json_files(rt, tmp_path, monkeypatch):
     assert len(lines) == 6
 
 
-def test_results_table_rows_are_sorted_by_file_name(rt, tmp_path, monkeypatch):
+def test_results_table_rows_are_sorted_by_file_name(rt, tmp_path):
     folder = tmp_path / "book" / "_static" / "results"
     folder.mkdir(parents=True)
     names = ["m_3.json", "z_1.json", "a_9.json", "q_2.json", "c_7.json", "k_5.json"]
     for i, name in enumerate(names):
         (folder / name).write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", i / 10, 0.5, 0.5)))
-    monkeypatch.setattr(rt, "ROOT", tmp_path)
-    rows = rt.table().splitlines()[2:2 + len(names)]
+    rows = rt.table(folder).splitlines()[2:2 + len(names)]
     assert [row.split(" | ")[0] for row in rows] == [f"| {name}" for name in sorted(names)]
 
 
-def test_results_table_without_results_is_the_header_and_note(rt, tmp_path, monkeypatch):
-    (tmp_path / "book" / "_static" / "results").mkdir(parents=True)
-    monkeypatch.setattr(rt, "ROOT", tmp_path)
-    lines = rt.table().splitlines()
+def test_results_table_without_results_is_the_header_and_note(rt, tmp_path):
+    lines = rt.table(tmp_path).splitlines()
     assert len(lines) == 4 and lines[1].startswith("|---|") and lines[2] == ""
+
+
+def test_benchmark_table_rows_and_ratio(rt, tmp_path):
+    rows = [{"model": m, "image_size": s, "train_images_per_second": ips, "inference_ms_per_image": ms,
+             "peak_memory_mb": mb} for m, s, ips, ms, mb in
+            (("pvqae", 64, 50.0, 20.0, 500.4), ("vqvae", 64, 60.0, 4.0, 400.6), ("pvqae", 128, 15.0, 300.0, 900.0),
+             ("vqvae", 128, 18.0, 12.345, 700.0))]
+    (tmp_path / "benchmark_x.json").write_text(json.dumps(
+        {"rows": rows, "step_ratio_pvqae_over_vqvae": {"64": 1.2, "128": 1.234}, "command": "python -m pvqae_lib benchmark",
+         "git_commit": "abcdef0123", "machine": "2 cores", "device": "cpu", "profile": "quick", "steps": 10}))
+    (tmp_path / "synthetic.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9, 0.8, 0.7)))
+    lines = rt.benchmark_table(tmp_path).splitlines()
+    assert lines[0].startswith("`benchmark_x.json`: `python -m pvqae_lib benchmark` (commit abcdef0,")
+    assert lines[4:] == ["| pvqae | 64 | 50.00 | 20.0 | 500 | 1.20 |", "| vqvae | 64 | 60.00 | 4.0 | 401 |  |",
+                         "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
+    assert rt.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."

@@ -1,25 +1,34 @@
-"""Print the committed results (book/_static/results/*.json) as a markdown table, with provenance.
+"""Print the committed results (book/_static/results/*.json) as markdown tables, with provenance:
+detection results (from ``evaluate``) and the cost benchmark (from ``benchmark``).
 
     .venv/bin/python tools/results_table.py [--write-readme]
 
-Every number comes from the JSON files the CLI wrote; nothing here is typed by hand.
+Every number comes from the JSON files the CLI wrote; nothing here is typed by hand. With
+--write-readme the tables replace the README blocks between <!-- results --> ... <!-- /results -->
+and <!-- benchmark --> ... <!-- /benchmark -->.
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import replace_block  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "book/_static/results"
 START, END = "<!-- results -->", "<!-- /results -->"
+BENCH_START, BENCH_END = "<!-- benchmark -->", "<!-- /benchmark -->"
 
 
 def fmt(x):
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
-def table() -> str:
+def table(results: Path = RESULTS) -> str:
     lines = ["| file | data | model (prior) | image AUROC | pixel AUROC | PRO | train s | machine | command |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted((ROOT / "book/_static/results").glob("*.json")):
+    for path in sorted(results.glob("*.json")):
         r = json.loads(path.read_text())
         if "image_auroc" not in r:
             continue
@@ -32,15 +41,31 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def benchmark_table(results: Path = RESULTS) -> str:
+    """One markdown table per committed benchmark_*.json: both models at every size, the step ratio."""
+    parts = []
+    for path in sorted(results.glob("benchmark*.json")):
+        b = json.loads(path.read_text())
+        ratio = b["step_ratio_pvqae_over_vqvae"]
+        lines = [f"`{path.name}`: `{b['command']}` (commit {b['git_commit'][:7]}, {b['machine']}, "
+                 f"{b['device']}, {b['profile']} profile widths, median of {b['steps']} steps)", "",
+                 "| model | px | train images/s | scoring ms/image | peak memory MB | PVQAE step / VQ-VAE step |",
+                 "|---|---|---|---|---|---|"]
+        for r in b["rows"]:
+            rel = f"{ratio[str(r['image_size'])]:.2f}" if r["model"] == "pvqae" else ""
+            lines.append(f"| {r['model']} | {r['image_size']} | {r['train_images_per_second']:.2f} | "
+                         f"{r['inference_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} | {rel} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or "No benchmark JSON committed."
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write-readme", action="store_true")
     args = ap.parse_args()
-    text = table()
-    print(text)
+    text, bench = table(), benchmark_table()
+    print(text, bench, sep="\n\n")
     if args.write_readme:
-        readme = ROOT / "README.md"
-        s = readme.read_text()
-        if START in s and END in s:
-            head, rest = s.split(START, 1)
-            readme.write_text(head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+        for start, end, block in ((START, END, text), (BENCH_START, BENCH_END, bench)):
+            if not replace_block(ROOT / "README.md", start, end, block):
+                print(f"README.md: no {start} ... {end} block, nothing written", file=sys.stderr)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from pathlib import Path
 import nbformat
 import yaml
 from nbclient import NotebookClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_block import replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- chapter-times -->", "<!-- /chapter-times -->"
@@ -106,14 +108,7 @@ def table(rows: list[tuple[str, float, str | None]], profile: str) -> str:
 
 def write_readme(text: str, readme: Path = ROOT / "README.md") -> bool:
     """Replace the marked block of README.md with ``text``; False when the markers are missing."""
-    if not readme.is_file():
-        return False
-    content = readme.read_text()
-    pattern = re.compile(re.escape(START) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(content):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", content, count=1))
-    return True
+    return replace_block(readme, START, END, text)
 
 
 def main(argv=None) -> int:
