@@ -1,0 +1,42 @@
+"""The book's sources, checked without executing anything: notebooks stored without outputs, the
+python3 kernel, the Colab install cell, and one repository URL (the one in _config.yml)."""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+CHAPTERS = [ROOT / f"{entry['file']}.ipynb" for entry in yaml.safe_load((ROOT / "_toc.yml").read_text())["chapters"]
+            if (ROOT / f"{entry['file']}.ipynb").is_file()]
+URL = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)")
+
+
+def test_every_chapter_of_the_plan_is_in_the_toc():
+    assert len(CHAPTERS) == 10
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_is_stored_clean_with_the_python3_kernel(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_install_cell_is_colab_only_and_uses_the_configured_repository(path):
+    nb = nbformat.read(path, as_version=4)
+    first_code = next(c.source for c in nb.cells if c.cell_type == "code")
+    assert '"google.colab" in sys.modules' in first_code
+    assert "print(f\"profile=" in first_code
+    urls = {u for c in nb.cells for u in URL.findall(c.source)}
+    assert urls == {CONFIG["repository"]["url"]}, f"{path.name}: {urls}"
+
+
+def test_readme_install_line_uses_the_configured_repository():
+    assert set(URL.findall((ROOT / "README.md").read_text())) == {CONFIG["repository"]["url"]}
