@@ -43,16 +43,20 @@ class Trained:
 
 
 def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=None, progress: bool = True,
-        epoch_callback=None) -> Trained:
-    """Train the autoencoder, then (PVQAE only) a universal and a per-class Budget Prior Transformer."""
+        epoch_callback=None, prior_kinds=PRIOR_KINDS) -> Trained:
+    """Train the autoencoder, then (PVQAE only) the Budget Prior Transformers in ``prior_kinds``
+    (universal and per-class by default; a sweep that scores with one kind can skip the other)."""
+    unknown = set(prior_kinds) - set(PRIOR_KINDS)
+    if unknown or not prior_kinds:
+        raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
     t0 = time.time()
     model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
                                        progress, epoch_callback)
     trained = Trained(model, profile.model, list(train_set.category_names), history=history)
     if profile.model.model == "pvqae":
         levels = collect_budgets(model, train_set.images)
-        for kind in PRIOR_KINDS:
-            if kind == "per-class" and len(train_set.category_names) == 1:
+        for kind in prior_kinds:
+            if kind == "per-class" and len(train_set.category_names) == 1 and "universal" in trained.priors:
                 trained.priors[kind], trained.prior_losses[kind] = trained.priors["universal"], trained.prior_losses["universal"]
                 continue                          # one category: the per-class prior is the universal one
             classes = trained.prior_classes(kind, train_set.categories)
@@ -182,16 +186,19 @@ def cache_dir() -> Path:
 
 
 def trained_model(profile: Profile, train_set, dataset: str = "synthetic", device=None, progress: bool = True,
-                  extra: dict | None = None, epoch_callback=None) -> Trained:
+                  extra: dict | None = None, epoch_callback=None, prior_kinds=PRIOR_KINDS) -> Trained:
     """Train once per configuration and keep it on disk, so chapters share models instead of
     retraining them. ``extra`` adds anything else that distinguishes the training data."""
+    if tuple(prior_kinds) != PRIOR_KINDS:
+        extra = {**(extra or {}), "prior_kinds": list(prior_kinds)}
     path = cache_dir() / f"{config_key(profile, dataset, extra)}.pt"
     if path.is_file() and epoch_callback is None:
         try:
             return load_trained(path, device)
         except CheckpointError:
             path.unlink()                        # a stale or broken cache entry: train again
-    trained = fit(train_set, profile, device=device, progress=progress, epoch_callback=epoch_callback)
+    trained = fit(train_set, profile, device=device, progress=progress, epoch_callback=epoch_callback,
+                  prior_kinds=prior_kinds)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_trained(trained, path)
     return trained
@@ -205,11 +212,13 @@ def book_data(profile: Profile, split: str, categories=None):
                           seed=profile.train.seed)
 
 
-def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bool = True, **overrides) -> Trained:
+def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bool = True,
+               prior_kinds=PRIOR_KINDS, **overrides) -> Trained:
     """A model trained on the synthetic default, shared by every chapter through the disk cache.
 
     ``overrides`` change the model or training configuration (e.g. ``lambda_max=2.5``,
-    ``schedule='cosine'``, ``tau=0.5``, ``vq_level=1``) and are part of the cache key.
+    ``schedule='cosine'``, ``tau=0.5``, ``vq_level=1``) and are part of the cache key, as is
+    ``prior_kinds`` when it is not both priors.
     """
     from dataclasses import fields, replace
     overrides = book_overrides(profile, model, overrides)
@@ -220,7 +229,8 @@ def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bo
         raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
     p = replace(profile, model=replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys}),
                 train=replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys}))
-    return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress)
+    return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress,
+                         prior_kinds=prior_kinds)
 
 
 def sweep_profile(profile: Profile) -> Profile:

@@ -211,3 +211,18 @@ def test_trained_model_cache(data, profile, test_data, tmp_path, monkeypatch):
         f.write_bytes(b"broken")
     pipeline.trained_model(profile, data, progress=False)
     assert len(calls) == 3
+
+
+def test_fit_with_only_the_universal_prior_is_its_own_cache_entry(data, profile, test_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PVQAE_CACHE", str(tmp_path / "cache"))
+    only = pipeline.trained_model(profile, data, progress=False, prior_kinds=("universal",))
+    assert set(only.priors) == {"universal"}
+    assert pipeline.evaluate(only, test_data, "universal")["image_auroc"] >= 0
+    with pytest.raises(ValueError, match="per-class"):
+        pipeline.score(only, test_data, "per-class")
+    both = pipeline.trained_model(profile, data, progress=False)
+    assert set(both.priors) == {"universal", "per-class"}
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+    assert set(pipeline.trained_model(profile, data, progress=False, prior_kinds=("universal",)).priors) == {"universal"}
+    with pytest.raises(ValueError, match="prior_kinds"):
+        pipeline.fit(data, profile, progress=False, prior_kinds=("global",))
