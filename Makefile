@@ -41,7 +41,8 @@ nbval: warm
 ## the built pages.
 book: warm
 	bash tools/fetch_js.sh
-	PVQAE_PROFILE=quick .venv/bin/jupyter-book build . --all -W -n --keep-going
+	start=$$(date +%s); PVQAE_PROFILE=quick .venv/bin/jupyter-book build . --all -W -n --keep-going; \
+	status=$$?; echo "jupyter-book build: $$(( $$(date +%s) - start )) s"; exit $$status
 	$(PY) tools/check_book.py
 
 ## check-book: check an existing build (pages, figures, no tracebacks, bibliography)
