@@ -19,7 +19,7 @@ import torch
 
 from .config import Profile, get_device, get_profile, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
-from .quantize import check_lfq_size
+from .quantize import check_lfq_size, lfq_sizes
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
@@ -61,10 +61,9 @@ def profile_from_args(args) -> Profile:
     m = replace(m, model=args.model, quantizer=args.quantizer,
                 **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
                                      "codebook_size": args.codebook_size}.items() if v is not None})
-    if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 in the quick profile)
-        from .quantize import LFQ_BITS
-        m = replace(m, code_dim=LFQ_BITS if args.codebook_size is None else m.code_dim)
-        m = replace(m, codebook_size=args.codebook_size or 2 ** m.code_dim)
+    if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 by default)
+        if args.codebook_size is None:
+            m = replace(m, **lfq_sizes())
         check_lfq_size(m.codebook_size, m.code_dim)
     t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,
                                                          "epochs": args.epochs, "batch_size": args.batch_size,

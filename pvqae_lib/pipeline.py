@@ -246,9 +246,8 @@ BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae
 def book_overrides(profile: Profile, model: str, overrides: dict) -> dict:
     """Fill in what an override implies (LFQ: one code per sign pattern, 2**code_dim codes)."""
     if overrides.get("quantizer") == "lfq":
-        from .quantize import LFQ_BITS
-        bits = overrides.get("code_dim", LFQ_BITS)
-        return {"code_dim": bits, "codebook_size": 2 ** bits, **overrides}
+        from .quantize import LFQ_BITS, lfq_sizes
+        return {**lfq_sizes(overrides.get("code_dim", LFQ_BITS)), **overrides}
     return overrides
 
 

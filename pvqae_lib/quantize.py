@@ -200,3 +200,9 @@ def build_quantizer(kind: str, codebook_size: int, dim: int, beta: float) -> nn.
 
 LFQ_AVAILABLE = True
 LFQ_BITS = 16   # LFQUIAD's setting: a 2^16 codebook, i.e. 16 sign bits per code
+
+
+def lfq_sizes(bits: int = LFQ_BITS) -> dict:
+    """The ModelConfig sizes of an LFQ with ``bits`` sign bits: code_dim = bits, one code per sign
+    pattern (codebook_size = 2**bits)."""
+    return {"code_dim": bits, "codebook_size": 2 ** bits}
