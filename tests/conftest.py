@@ -10,9 +10,12 @@ tests/ has no ``__init__.py``):
 
 * ``TINY_TRAIN_ARGS``, ``run_cli``, ``assert_usage_error``: the command line in-process;
 * ``tiny_model_config``, ``tiny_train_config``, ``tiny_prior_config``, ``tiny_profile``: tiny configs;
-* ``tiny_train_set``, ``fit_tiny``: a tiny synthetic training set and a ``Trained`` fitted on it.
+* ``tiny_train_set``, ``fit_tiny``: a tiny synthetic training set and a ``Trained`` fitted on it;
+* ``load_tool``: a script of tools/ (not a package) as a module.
 """
+import importlib.util
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,3 +112,16 @@ def fit_tiny(profile, data=None, seed=None):
     if data is None:
         data = tiny_train_set(profile.model.image_size)
     return pipeline.fit(data, profile, progress=False)
+
+
+# ---------------------------------------------------------------------------------------- tools/
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (under a name that cannot clash with an installed one)."""
+    spec = importlib.util.spec_from_file_location(f"_tools_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -6,11 +6,11 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
-CHAPTERS = [ROOT / f"{entry['file']}.ipynb" for entry in yaml.safe_load((ROOT / "_toc.yml").read_text())["chapters"]
-            if (ROOT / f"{entry['file']}.ipynb").is_file()]
+CHAPTERS = load_tool("time_chapters").chapters_from_toc()     # the notebooks of _toc.yml, in order
 URL = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)")
 
 

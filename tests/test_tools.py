@@ -4,21 +4,10 @@ tools/time_chapters.py: the markdown table of chapter times, the README block it
 chapter list read from _toc.yml; tools/results_table.py: the percentage format and the results table.
 No notebook is executed and the real README.md is never written.
 """
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def load_tool(name):
-    """tools/<name>.py as a module (under a name that cannot clash with an installed one)."""
-    spec = importlib.util.spec_from_file_location(f"_tools_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_tool
 
 
 @pytest.fixture(scope="module")
