@@ -1,5 +1,4 @@
 """Tests for pvqae_lib.anomaly: Perlin noise and masks, blending, foreground restriction, batches."""
-import math
 
 import numpy as np
 import pytest

@@ -101,8 +101,8 @@ def test_bad_numbers(tmp_path, capsys, flag, value):
 
 def test_lfq_with_a_codebook_size_other_than_2_to_the_bits_is_a_clear_error(tmp_path, capsys):
     # lfq itself trains (tests/test_lfq.py); its codebook is 2**code_dim = 2**16 in the quick profile
-    line = assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--quantizer", "lfq",
-                                       "--codebook-size", "64", *TINY_TRAIN_ARGS], capsys), "lfq", "65536", "64")
+    assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--quantizer", "lfq",
+                               "--codebook-size", "64", *TINY_TRAIN_ARGS], capsys), "lfq", "65536", "64")
     assert not (tmp_path / "r").exists()
 
 
