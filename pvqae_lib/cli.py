@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .config import Profile, get_device, get_profile, profile_from_dict
+from .config import Profile, get_device, get_profile, machine, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
 from .quantize import check_lfq_size, lfq_sizes
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
@@ -171,13 +171,6 @@ def cmd_evaluate(args) -> int:
 
 def fmt(x) -> str:
     return "n/a" if x is None else f"{x:.4f}"
-
-
-def machine() -> str:
-    import os
-    import platform
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
 
 
 # ------------------------------------------------------------------------------------- benchmark

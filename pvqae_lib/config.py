@@ -7,6 +7,7 @@ command line read every size from here and never hard-code them.
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
@@ -138,6 +139,18 @@ def get_device(name: str | None = None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def machine() -> str:
+    """The hardware and software a measurement ran on, as one line for results and timing tables."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {gpu}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def profile_from_dict(data: dict) -> Profile:

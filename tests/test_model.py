@@ -130,6 +130,21 @@ def test_eval_forward_is_deterministic(images):
     assert torch.equal(a.recon, b.recon) and torch.equal(a.scores, b.scores)
 
 
+def test_no_border_artefacts_on_a_flat_image():
+    """Reflection padding: a flat image gives flat codes at every level and a flat reconstruction.
+    With zero padding the border codes differ from the centre ones (the frame the decoder then
+    fails to reproduce in every normal image's corners)."""
+    torch.manual_seed(0)
+    model = build_model(tiny()).eval()
+    flat = torch.full((1, 3, 32, 32), 0.6)
+    with torch.no_grad():
+        codes, _ = model.encoder(flat * 2 - 1)
+        recon = model(flat).recon
+    for z in codes:
+        assert torch.allclose(z, z[..., :1, :1].expand_as(z), atol=1e-5)
+    assert torch.allclose(recon, recon[..., :1, :1].expand_as(recon), atol=1e-5)
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="tau"):
         ModelConfig(tau=0)
@@ -151,3 +166,13 @@ def test_config_validation():
         TrainConfig(schedule="step")
     assert tiny().coarse_stride == 8
     assert tiny(stem_mults=(1, 2)).coarse_stride == 16
+
+
+def test_machine_names_cores_gpu_and_versions():
+    from pvqae_lib.config import machine
+    import os
+    import platform
+    line = machine()
+    assert f"{os.cpu_count()} cores" in line and f"torch {torch.__version__}" in line
+    assert f"Python {platform.python_version()}" in line
+    assert ("no GPU" in line) != torch.cuda.is_available()

@@ -231,3 +231,18 @@ def test_benchmark_table_rows_and_ratio(rt, tmp_path):
     assert lines[4:] == ["| pvqae | 64 | 50.00 | 20.0 | 500 | 1.20 |", "| vqvae | 64 | 60.00 | 4.0 | 401 |  |",
                          "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
     assert rt.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
+
+
+def test_chapters_from_toc_follows_parts_and_sections(tc, tmp_path, monkeypatch):
+    """The same reader as check_book: chapters inside parts and sections are found, in order."""
+    monkeypatch.setattr(tc, "ROOT", tmp_path)
+    book = tmp_path / "book"
+    book.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
+        (book / name).write_text("{}")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n"
+                   "  - caption: One\n    chapters:\n      - file: book/02_b\n"
+                   "        sections:\n          - file: book/03_c\n"
+                   "  - caption: Two\n    chapters:\n      - file: book/01_a\n")
+    assert tc.chapters_from_toc(toc) == [book / "02_b.ipynb", book / "03_c.ipynb", book / "01_a.ipynb"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,11 +27,13 @@ import time
 from pathlib import Path
 
 import nbformat
-import yaml
 from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_book import toc_files  # noqa: E402
 from readme_block import replace_block  # noqa: E402
+
+from pvqae_lib.config import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- chapter-times -->", "<!-- /chapter-times -->"
@@ -41,29 +42,8 @@ LIMIT_CHAPTER, LIMIT_BOOK = 180, 20 * 60  # seconds, quick profile on a 2-core C
 
 
 def chapters_from_toc(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
-    """The notebooks listed in _toc.yml, in reading order."""
-    toc = yaml.safe_load(toc_path.read_text())
-    files = [entry["file"] for entry in toc.get("chapters", []) if "file" in entry]
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
-
-
-def machine() -> str:
-    """CPU count, CPU model, Python and torch versions, as one line."""
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = "not installed"
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-            f"torch {torch_version}")
+    """The notebooks listed in _toc.yml, in reading order (check_book reads the same list)."""
+    return [ROOT / f"{f}.ipynb" for f in toc_files(toc_path) if (ROOT / f"{f}.ipynb").is_file()]
 
 
 def run(path: Path, timeout: int) -> tuple[float, str | None]:
