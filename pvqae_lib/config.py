@@ -53,6 +53,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
+    lr_schedule: str = "cosine"     # 'constant', or 'cosine' from lr down to LR_FLOOR·lr at the last step
     lambda_max: float = 1.25        # terminal budget weight (paper: best around 1.25, Fig. 5)
     schedule: str = "linear"        # 'constant' | 'cosine' | 'linear' (Table II)
     disc_weight: float = 0.1        # adversarial weight, times VQGAN's adaptive factor
@@ -65,6 +66,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.lambda_max < 0:
             raise ValueError(f"lambda_max must be >= 0, got {self.lambda_max}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.schedule not in ("constant", "cosine", "linear"):
             raise ValueError(f"schedule must be constant, cosine or linear, got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 1:

@@ -9,7 +9,7 @@ from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_
 from pvqae_lib import pipeline
 from pvqae_lib.config import ModelConfig, Profile, TrainConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.train import CHECKPOINT, CheckpointError, load_checkpoint, train_autoencoder
+from pvqae_lib.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
 
 MODEL = tiny_model_config()
 PRIOR = tiny_prior_config(batch_size=16)
@@ -66,6 +66,25 @@ def test_history_lambda_is_linear_and_shares_sum_to_one(two_epochs):
     assert (g[:steps // 2] == 0).all() and (g[steps // 2:] > 0).all()
 
 
+def test_lr_schedules():
+    assert lr_at(0.0, 1e-3, "constant") == lr_at(1.0, 1e-3, "constant") == 1e-3
+    assert lr_at(0.0, 1e-3, "cosine") == pytest.approx(1e-3)
+    assert lr_at(0.5, 1e-3, "cosine") == pytest.approx(1e-3 * (LR_FLOOR + (1 - LR_FLOOR) / 2))
+    assert lr_at(1.0, 1e-3, "cosine") == pytest.approx(1e-3 * LR_FLOOR)
+    curve = [lr_at(p, 1.0, "cosine") for p in np.linspace(0, 1, 11)]
+    assert all(a > b for a, b in zip(curve, curve[1:]))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_history_lr_follows_the_cosine_schedule(two_epochs):
+    _, _, history = two_epochs
+    steps = len(history["loss"])
+    expected = [lr_at(t / (steps - 1), train_cfg().lr, "cosine") for t in range(steps)]
+    np.testing.assert_allclose(history["lr"], expected)
+    assert history["lr"][0] > history["lr"][-1]
+
+
 def test_vqvae_history_has_no_budget(data):
     cfg = ModelConfig(**{**MODEL.__dict__, "model": "vqvae"})
     _, history = train_autoencoder(data, cfg, train_cfg(epochs=1, disc_weight=0), progress=False)
@@ -102,10 +121,11 @@ def test_resume_after_interruption_equals_straight_run(data, two_epochs, tmp_pat
 def test_extending_a_run_equals_a_longer_run(data, tmp_path):
     """epochs=1 in a dir, then resume with epochs=2 == 2 epochs straight.
 
-    Only when nothing depends on the total length: λ constant and no discriminator (whose start and
-    the linear/cosine λ are fractions of the *planned* training, so they differ by design otherwise).
+    Only when nothing depends on the total length: λ and the learning rate constant and no
+    discriminator (whose start, the linear/cosine λ and the cosine learning rate are fractions of
+    the *planned* training, so they differ by design otherwise).
     """
-    cfg = dict(schedule="constant", disc_weight=0.0)
+    cfg = dict(schedule="constant", lr_schedule="constant", disc_weight=0.0)
     straight, _ = train_autoencoder(data, MODEL, train_cfg(**cfg), out_dir=tmp_path / "a", progress=False)
     train_autoencoder(data, MODEL, train_cfg(epochs=1, **cfg), out_dir=tmp_path / "b", progress=False)
     resumed, history = train_autoencoder(data, MODEL, train_cfg(**cfg), out_dir=tmp_path / "b", resume=True,
