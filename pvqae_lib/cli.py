@@ -29,14 +29,18 @@ class UsageError(ValueError):
     """A command-line mistake (one line)."""
 
 
-def git_commit() -> str:
-    """The commit the code ran from, '-dirty' when the tree had uncommitted changes, or 'unknown'."""
-    here = Path(__file__).resolve().parent
+RESULTS_DIR = "book/_static/results"   # where runs write their JSON: changes there are not code changes
+
+
+def git_commit(where: Path | None = None) -> str:
+    """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
+    changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
+    where = where or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                f":(top,exclude){RESULTS_DIR}"], cwd=where, capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
-from pvqae_lib.cli import main
+from pvqae_lib.cli import RESULTS_DIR, git_commit, main
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
              "git_commit", "command", "resolution_share")
@@ -155,3 +155,23 @@ def test_evaluate_vqvae_run(vqvae_run, tmp_path, capsys):
     result = json.loads((tmp_path / "vq.json").read_text())
     assert result["model"] == "vqvae" and result["prior"] == "none"
     assert result["resolution_share"]["normal"] == [0.0, 0.0, 1.0]
+
+
+def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / RESULTS_DIR).mkdir(parents=True)
+    (tmp_path / RESULTS_DIR / "run.json").write_text("{}")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_commit(tmp_path / "pkg") == sha
+    (tmp_path / RESULTS_DIR / "run.json").write_text('{"image_auroc": 0.5}')     # a run wrote its result
+    assert git_commit(tmp_path / "pkg") == sha
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")                         # the code changed
+    assert git_commit(tmp_path / "pkg") == sha + "-dirty"
+    assert git_commit(tmp_path.parent / "not-a-repo-anywhere") == "unknown"
