@@ -37,7 +37,8 @@ def table(results: Path = RESULTS) -> str:
                      f"{fmt(r['pixel_auroc'])} | {fmt(r['pro'])} | {r['train_seconds']} | {r['machine']} | "
                      f"`{r['train_command']}` |")
     lines.append("\nAUROC and PRO in %, means over categories; commits and full configurations are in each JSON. "
-                 "Train seconds were measured on a 2-core CPU shared with other jobs (load 3–8), so they are upper bounds.")
+                 "Train seconds are wall time on the machine named; most runs shared its 2 cores with another run "
+                 "(one thread each), so read them as upper bounds.")
     return "\n".join(lines)
 
 
