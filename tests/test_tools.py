@@ -176,25 +176,28 @@ def test_results_fmt_is_a_percentage(rt, value, text):
     assert rt.fmt(value) == text
 
 
-def result(dataset, size, model, prior, image, pixel, pro, seconds="12.5"):
-    return {"dataset": dataset, "config": {"model": {"image_size": size}}, "model": model, "prior": prior,
-            "image_auroc": image, "pixel_auroc": pixel, "pro": pro, "train_seconds": seconds,
-            "machine": "2 cores", "train_command": f"python -m pvqae_lib train --model {model}"}
+def result(dataset, size, model, prior, image, pixel, pro, seconds="12.5", quantizer="vq",
+           commit="0123456789abcdef-dirty"):
+    return {"dataset": dataset, "config": {"model": {"image_size": size, "quantizer": quantizer}}, "model": model,
+            "prior": prior, "image_auroc": image, "pixel_auroc": pixel, "pro": pro, "train_seconds": seconds,
+            "train_git_commit": commit, "machine": "2 cores", "train_command": f"python -m pvqae_lib train --model {model}"}
 
 
 def test_results_table_rows_from_the_json_files(rt, tmp_path):
     folder = tmp_path / "book" / "_static" / "results"
     folder.mkdir(parents=True)
-    (folder / "b_vq.json").write_text(json.dumps(result("mtsd", 64, "vqvae", "none", 0.5, None, 0.25)))
-    (folder / "a_pv.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9123, 0.8, 0.7)))
+    (folder / "b_vq.json").write_text(json.dumps(result("mtsd", 64, "vqvae", "none", 0.5, None, 0.25,
+                                                        commit="fedcba9876543210")))
+    (folder / "a_pv.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9123, 0.8, 0.7,
+                                                        quantizer="lfq")))
     (folder / "fewshot.json").write_text(json.dumps({"dataset": "mtsd", "rows": []}))   # no image_auroc: skipped
     (folder / "notes.txt").write_text("not a result")
     lines = rt.table(folder).splitlines()
     assert lines[0].startswith("| file | data | model (prior) | image AUROC | pixel AUROC | PRO |")
     assert lines[2:4] == [
-        "| a_pv.json | synthetic 32 px | pvqae (universal) | 91.2 | 80.0 | 70.0 | 12.5 | 2 cores | "
+        "| a_pv.json | synthetic 32 px | pvqae-lfq (universal) | 91.2 | 80.0 | 70.0 | 12.5 | 0123456-dirty | 2 cores | "
         "`python -m pvqae_lib train --model pvqae` |",
-        "| b_vq.json | mtsd 64 px | vqvae (none) | 50.0 | n/a | 25.0 | 12.5 | 2 cores | "
+        "| b_vq.json | mtsd 64 px | vqvae (none) | 50.0 | n/a | 25.0 | 12.5 | fedcba9 | 2 cores | "
         "`python -m pvqae_lib train --model vqvae` |",
     ]
     assert lines[4] == ""

@@ -25,17 +25,25 @@ def fmt(x):
     return "n/a" if x is None else f"{100 * x:.1f}"
 
 
+def short_commit(sha: str | None) -> str:
+    """The first 7 hex digits, keeping a '-dirty' mark (the code had uncommitted changes)."""
+    if not sha:
+        return "n/a"
+    return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
 def table(results: Path = RESULTS) -> str:
-    lines = ["| file | data | model (prior) | image AUROC | pixel AUROC | PRO | train s | machine | command |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| file | data | model (prior) | image AUROC | pixel AUROC | PRO | train s | commit | machine | command |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(results.glob("*.json")):
         r = json.loads(path.read_text())
         if "image_auroc" not in r:
             continue
         size = r["config"]["model"]["image_size"]
-        lines.append(f"| {path.name} | {r['dataset']} {size} px | {r['model']} ({r['prior']}) | {fmt(r['image_auroc'])} | "
-                     f"{fmt(r['pixel_auroc'])} | {fmt(r['pro'])} | {r['train_seconds']} | {r['machine']} | "
-                     f"`{r['train_command']}` |")
+        model = r["model"] + ("-lfq" if r["config"]["model"].get("quantizer") == "lfq" else "")
+        lines.append(f"| {path.name} | {r['dataset']} {size} px | {model} ({r['prior']}) | {fmt(r['image_auroc'])} | "
+                     f"{fmt(r['pixel_auroc'])} | {fmt(r['pro'])} | {r['train_seconds']} | "
+                     f"{short_commit(r.get('train_git_commit'))} | {r['machine']} | `{r['train_command']}` |")
     lines.append("\nAUROC and PRO in %, means over categories; commits and full configurations are in each JSON. "
                  "Train seconds are wall time on the machine named; most runs shared its 2 cores with another run "
                  "(one thread each), so read them as upper bounds.")
