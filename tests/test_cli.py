@@ -159,8 +159,8 @@ def test_evaluate_vqvae_run(vqvae_run, tmp_path, capsys):
 
 def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
     (tmp_path / RESULTS_DIR).mkdir(parents=True)
     (tmp_path / RESULTS_DIR / "run.json").write_text("{}")
     (tmp_path / "pkg").mkdir()
@@ -168,7 +168,7 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "first")
-    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    sha = git("rev-parse", "HEAD")
     assert git_commit(tmp_path / "pkg") == sha
     (tmp_path / RESULTS_DIR / "run.json").write_text('{"image_auroc": 0.5}')     # a run wrote its result
     assert git_commit(tmp_path / "pkg") == sha

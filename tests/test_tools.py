@@ -137,26 +137,42 @@ def test_write_readme_missing_file(tc, tmp_path):
 # ----------------------------------------------------------------- time_chapters.chapters_from_toc
 
 
-def test_chapters_from_toc_in_toc_order_existing_notebooks_only(tc, tmp_path, monkeypatch):
+def toc_book(tc, tmp_path, monkeypatch, files, toc_body=""):
+    """A repository in tmp_path (tc.ROOT points there) with book/<files> and a _toc.yml rooted at
+    book/intro plus ``toc_body``; returns (book folder, toc path)."""
     monkeypatch.setattr(tc, "ROOT", tmp_path)
     book = tmp_path / "book"
     book.mkdir()
-    for name in ("01_first.ipynb", "02_second.ipynb", "notes.md"):
+    for name in files:
         (book / name).write_text("{}")
     toc = tmp_path / "_toc.yml"
-    toc.write_text("format: jb-book\nroot: book/intro\nchapters:\n"
-                   "  - file: book/02_second\n"
-                   "  - title: a part without a file\n"
-                   "  - file: book/01_first\n"
-                   "  - file: book/03_missing\n"
-                   "  - file: book/notes\n")
+    toc.write_text("format: jb-book\nroot: book/intro\n" + toc_body)
+    return book, toc
+
+
+def test_chapters_from_toc_in_toc_order_existing_notebooks_only(tc, tmp_path, monkeypatch):
+    book, toc = toc_book(tc, tmp_path, monkeypatch, ("01_first.ipynb", "02_second.ipynb", "notes.md"),
+                         "chapters:\n"
+                         "  - file: book/02_second\n"
+                         "  - title: a part without a file\n"
+                         "  - file: book/01_first\n"
+                         "  - file: book/03_missing\n"
+                         "  - file: book/notes\n")
     assert tc.chapters_from_toc(toc) == [book / "02_second.ipynb", book / "01_first.ipynb"]
 
 
+def test_chapters_from_toc_follows_parts_and_sections(tc, tmp_path, monkeypatch):
+    """The same reader as check_book: chapters inside parts and sections are found, in order."""
+    book, toc = toc_book(tc, tmp_path, monkeypatch, ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"),
+                         "parts:\n"
+                         "  - caption: One\n    chapters:\n      - file: book/02_b\n"
+                         "        sections:\n          - file: book/03_c\n"
+                         "  - caption: Two\n    chapters:\n      - file: book/01_a\n")
+    assert tc.chapters_from_toc(toc) == [book / "02_b.ipynb", book / "03_c.ipynb", book / "01_a.ipynb"]
+
+
 def test_chapters_from_toc_without_chapters(tc, tmp_path, monkeypatch):
-    monkeypatch.setattr(tc, "ROOT", tmp_path)
-    toc = tmp_path / "_toc.yml"
-    toc.write_text("format: jb-book\nroot: book/intro\n")
+    _, toc = toc_book(tc, tmp_path, monkeypatch, ())
     assert tc.chapters_from_toc(toc) == []
 
 
@@ -235,17 +251,3 @@ def test_benchmark_table_rows_and_ratio(rt, tmp_path):
                          "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
     assert rt.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
 
-
-def test_chapters_from_toc_follows_parts_and_sections(tc, tmp_path, monkeypatch):
-    """The same reader as check_book: chapters inside parts and sections are found, in order."""
-    monkeypatch.setattr(tc, "ROOT", tmp_path)
-    book = tmp_path / "book"
-    book.mkdir()
-    for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb"):
-        (book / name).write_text("{}")
-    toc = tmp_path / "_toc.yml"
-    toc.write_text("format: jb-book\nroot: book/intro\nparts:\n"
-                   "  - caption: One\n    chapters:\n      - file: book/02_b\n"
-                   "        sections:\n          - file: book/03_c\n"
-                   "  - caption: Two\n    chapters:\n      - file: book/01_a\n")
-    assert tc.chapters_from_toc(toc) == [book / "02_b.ipynb", book / "03_c.ipynb", book / "01_a.ipynb"]
