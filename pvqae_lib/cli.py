@@ -19,6 +19,7 @@ import torch
 
 from .config import Profile, get_device, get_profile, machine, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
+from .pipeline import RESULTS_DIR
 from .quantize import check_lfq_size, lfq_sizes
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
@@ -27,9 +28,6 @@ DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
 
 class UsageError(ValueError):
     """A command-line mistake (one line)."""
-
-
-RESULTS_DIR = "book/_static/results"   # where runs write their JSON: changes there are not code changes
 
 
 def git_commit(where: Path | None = None) -> str:

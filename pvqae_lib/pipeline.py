@@ -204,6 +204,27 @@ def trained_model(profile: Profile, train_set, dataset: str = "synthetic", devic
     return trained
 
 
+RESULTS_DIR = "book/_static/results"   # committed run results; changes there are not code changes
+
+
+def checkout_root(start: Path | None = None) -> Path | None:
+    """The book's checkout: the first folder upwards from ``start`` (default: the working directory)
+    that holds ``_toc.yml`` and ``pvqae_lib/``. None where there is none (Colab, a pip install)."""
+    start = Path(start or Path.cwd()).resolve()
+    for folder in [start, *start.parents]:
+        if (folder / "_toc.yml").is_file() and (folder / "pvqae_lib").is_dir():
+            return folder
+    return None
+
+
+def mtsd_root(start: Path | None = None) -> Path:
+    """Where the chapters look for MTSD: $PVQAE_MTSD, else ``shared/data/mtsd`` beside the checkout
+    (the layout of this project's machines). The folder may not exist; the chapters check."""
+    if os.environ.get("PVQAE_MTSD"):
+        return Path(os.environ["PVQAE_MTSD"])
+    return (checkout_root(start) or Path.cwd()).parent / "shared" / "data" / "mtsd"
+
+
 def book_data(profile: Profile, split: str, categories=None):
     """The synthetic default at the profile's size (the data every chapter starts from)."""
     from .data import make_synthetic

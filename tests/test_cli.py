@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
-from pvqae_lib.cli import RESULTS_DIR, git_commit, main
+from pvqae_lib.cli import git_commit, main
+from pvqae_lib.pipeline import RESULTS_DIR
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
              "git_commit", "command", "resolution_share")
@@ -175,3 +176,4 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     (tmp_path / "pkg" / "code.py").write_text("x = 2\n")                         # the code changed
     assert git_commit(tmp_path / "pkg") == sha + "-dirty"
     assert git_commit(tmp_path.parent / "not-a-repo-anywhere") == "unknown"
+

@@ -246,3 +246,17 @@ def test_fit_with_only_the_universal_prior_is_its_own_cache_entry(data, profile,
     assert set(pipeline.trained_model(profile, data, progress=False, prior_kinds=("universal",)).priors) == {"universal"}
     with pytest.raises(ValueError, match="prior_kinds"):
         pipeline.fit(data, profile, progress=False, prior_kinds=("global",))
+
+
+def test_checkout_root_and_mtsd_root(tmp_path, monkeypatch):
+    book = tmp_path / "checkout"
+    (book / "pvqae_lib").mkdir(parents=True)
+    (book / "book" / "deep").mkdir(parents=True)
+    assert pipeline.checkout_root(book / "book" / "deep") is None           # no _toc.yml: not a checkout
+    (book / "_toc.yml").write_text("root: book/intro\n")
+    assert pipeline.checkout_root(book / "book" / "deep") == book.resolve()  # a notebook runs in book/
+    assert pipeline.checkout_root(tmp_path) is None                          # beside the checkout
+    monkeypatch.delenv("PVQAE_MTSD", raising=False)
+    assert pipeline.mtsd_root(book / "book") == tmp_path.resolve() / "shared" / "data" / "mtsd"
+    monkeypatch.setenv("PVQAE_MTSD", str(tmp_path / "elsewhere"))
+    assert pipeline.mtsd_root(book / "book") == tmp_path / "elsewhere"

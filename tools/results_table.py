@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from readme_block import replace_block  # noqa: E402
 
-from pvqae_lib.cli import RESULTS_DIR  # noqa: E402   (the one spelling of the results folder)
+from pvqae_lib.pipeline import RESULTS_DIR  # noqa: E402   (the one spelling of the results folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / RESULTS_DIR
