@@ -220,8 +220,8 @@ def checkout_root(start: Path | None = None) -> Path | None:
 def mtsd_root(start: Path | None = None) -> Path:
     """Where the chapters look for MTSD: $PVQAE_MTSD, else ``shared/data/mtsd`` beside the checkout
     (the layout of this project's machines). The folder may not exist; the chapters check."""
-    if os.environ.get("PVQAE_MTSD"):
-        return Path(os.environ["PVQAE_MTSD"])
+    if override := os.environ.get("PVQAE_MTSD"):
+        return Path(override)
     return (checkout_root(start) or Path.cwd()).parent / "shared" / "data" / "mtsd"
 
 

@@ -176,4 +176,3 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     (tmp_path / "pkg" / "code.py").write_text("x = 2\n")                         # the code changed
     assert git_commit(tmp_path / "pkg") == sha + "-dirty"
     assert git_commit(tmp_path.parent / "not-a-repo-anywhere") == "unknown"
-

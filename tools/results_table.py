@@ -58,7 +58,7 @@ def benchmark_table(results: Path = RESULTS) -> str:
     for path in sorted(results.glob("benchmark*.json")):
         b = json.loads(path.read_text())
         ratio = b["step_ratio_pvqae_over_vqvae"]
-        lines = [f"`{path.name}`: `{b['command']}` (commit {b['git_commit'][:7]}, {b['machine']}, "
+        lines = [f"`{path.name}`: `{b['command']}` (commit {short_commit(b['git_commit'])}, {b['machine']}, "
                  f"{b['device']}, {b['profile']} profile widths, median of {b['steps']} steps)", "",
                  "| model | px | train images/s | scoring ms/image | peak memory MB | PVQAE step / VQ-VAE step |",
                  "|---|---|---|---|---|---|"]
