@@ -71,6 +71,8 @@ def profile_from_args(args) -> Profile:
                                                          "epochs": args.epochs, "batch_size": args.batch_size,
                                                          "lr": args.lr, "lr_schedule": args.lr_schedule}.items()
                                    if v is not None})
+    if args.no_augment:
+        t = replace(t, augment=False)
     if args.prior_steps is not None:
         pr = replace(pr, steps=args.prior_steps)
     num_train = args.num_train if args.num_train is not None else p.num_train
@@ -336,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=positive(int))
     t.add_argument("--lr", type=positive(float))
     t.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning rate over training (default cosine)")
+    t.add_argument("--no-augment", action="store_true", help="train without random flips and colour jitter")
     t.add_argument("--image-size", type=positive(int))
     t.add_argument("--width", type=positive(int))
     t.add_argument("--codebook-size", type=positive(int))

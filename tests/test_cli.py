@@ -176,3 +176,16 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
     (tmp_path / "pkg" / "code.py").write_text("x = 2\n")                         # the code changed
     assert git_commit(tmp_path / "pkg") == sha + "-dirty"
     assert git_commit(tmp_path.parent / "not-a-repo-anywhere") == "unknown"
+
+
+def test_training_overrides_reach_the_recorded_profile():
+    """Each setting issue #5 asks to vary (size, λmax, τ, codebook, epochs, augmentation) lands in the profile."""
+    from pvqae_lib.cli import build_parser, profile_from_args
+    args = build_parser().parse_args(["train", "--out", "x", "--profile", "quick", "--image-size", "128",
+                                      "--lambda-max", "0.5", "--tau", "2", "--codebook-size", "512",
+                                      "--epochs", "3", "--no-augment"])
+    p = profile_from_args(args)
+    assert (p.model.image_size, p.model.tau, p.model.codebook_size) == (128, 2.0, 512)
+    assert (p.train.lambda_max, p.train.epochs, p.train.augment) == (0.5, 3, False)
+    default = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--profile", "quick"]))
+    assert default.train.augment is True
