@@ -163,6 +163,28 @@ def profile_from_dict(data: dict) -> Profile:
                       if k in {f.name for f in fields(Profile)}})
 
 
+def changed_settings(config: dict, base: Profile | None = None) -> dict:
+    """What a run's recorded configuration (``Profile.to_dict()``) changed from its named profile.
+
+    Returns {"section.field": value} for every differing field, e.g. {"train.epochs": 120,
+    "model.tau": 0.5}: the settings a sweep varied, in the words of the config dataclasses.
+    """
+    base = (base or get_profile(config["name"])).to_dict()
+    changed = {}
+    for section, fields_ in config.items():
+        if isinstance(fields_, dict):
+            changed.update({f"{section}.{k}": v for k, v in fields_.items()
+                            if k in base.get(section, {}) and _same(base[section][k]) != _same(v)})
+        elif section in base and section != "name" and base[section] != fields_:
+            changed[section] = fields_
+    return changed
+
+
+def _same(value):
+    """Lists (from JSON) and tuples (from the dataclasses) compare equal."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
 def from_dict(cls, data: dict):
     """Rebuild a config dataclass from ``asdict`` output, ignoring keys it does not know."""
     names = {f.name for f in fields(cls)}
@@ -170,4 +192,5 @@ def from_dict(cls, data: dict):
 
 
 __all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "Profile", "quick_profile",
-           "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "replace"]
+           "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "changed_settings",
+           "replace"]

@@ -260,3 +260,16 @@ def test_checkout_root_and_mtsd_root(tmp_path, monkeypatch):
     assert pipeline.mtsd_root(book / "book") == tmp_path.resolve() / "shared" / "data" / "mtsd"
     monkeypatch.setenv("PVQAE_MTSD", str(tmp_path / "elsewhere"))
     assert pipeline.mtsd_root(book / "book") == tmp_path / "elsewhere"
+
+
+def test_changed_settings_names_what_a_run_changed_from_its_profile():
+    """A recorded configuration (as JSON turns it: tuples become lists) against its named profile."""
+    import json
+    from dataclasses import replace
+    from pvqae_lib.config import changed_settings, quick_profile
+    quick = quick_profile()
+    assert changed_settings(json.loads(json.dumps(quick.to_dict()))) == {}
+    run = replace(quick, model=replace(quick.model, tau=0.5, level_mults=(2, 4, 8)),
+                  train=replace(quick.train, augment=False), num_train=40)
+    assert changed_settings(json.loads(json.dumps(run.to_dict()))) == {
+        "model.tau": 0.5, "model.level_mults": [2, 4, 8], "train.augment": False, "num_train": 40}
