@@ -175,7 +175,7 @@ def changed_settings(config: dict, base: Profile | None = None) -> dict:
         if isinstance(fields_, dict):
             changed.update({f"{section}.{k}": v for k, v in fields_.items()
                             if k in base.get(section, {}) and _same(base[section][k]) != _same(v)})
-        elif section in base and section != "name" and base[section] != fields_:
+        elif section in base and section != "name" and _same(base[section]) != _same(fields_):
             changed[section] = fields_
     return changed
 

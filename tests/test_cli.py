@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
-from pvqae_lib.cli import git_commit, main
+from pvqae_lib.cli import build_parser, git_commit, main, profile_from_args
 from pvqae_lib.pipeline import RESULTS_DIR
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
@@ -180,7 +180,6 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_results(tmp_path):
 
 def test_training_overrides_reach_the_recorded_profile():
     """Each setting issue #5 asks to vary (size, λmax, τ, codebook, epochs, augmentation) lands in the profile."""
-    from pvqae_lib.cli import build_parser, profile_from_args
     args = build_parser().parse_args(["train", "--out", "x", "--profile", "quick", "--image-size", "128",
                                       "--lambda-max", "0.5", "--tau", "2", "--codebook-size", "512",
                                       "--epochs", "3", "--no-augment"])

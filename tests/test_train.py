@@ -1,5 +1,6 @@
 """Tests for pvqae_lib.train and pvqae_lib.pipeline: the training loop, checkpoints, resume, the cache."""
-from dataclasses import asdict
+import json
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
 from pvqae_lib import pipeline
-from pvqae_lib.config import ModelConfig, Profile, TrainConfig
+from pvqae_lib.config import ModelConfig, Profile, TrainConfig, changed_settings, quick_profile
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
 
@@ -264,9 +265,6 @@ def test_checkout_root_and_mtsd_root(tmp_path, monkeypatch):
 
 def test_changed_settings_names_what_a_run_changed_from_its_profile():
     """A recorded configuration (as JSON turns it: tuples become lists) against its named profile."""
-    import json
-    from dataclasses import replace
-    from pvqae_lib.config import changed_settings, quick_profile
     quick = quick_profile()
     assert changed_settings(json.loads(json.dumps(quick.to_dict()))) == {}
     run = replace(quick, model=replace(quick.model, tau=0.5, level_mults=(2, 4, 8)),
