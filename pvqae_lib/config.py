@@ -6,6 +6,7 @@ command line read every size from here and never hard-code them.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -170,19 +171,19 @@ def changed_settings(config: dict, base: Profile | None = None) -> dict:
     "model.tau": 0.5}: the settings a sweep varied, in the words of the config dataclasses.
     """
     base = (base or get_profile(config["name"])).to_dict()
-    changed = {}
-    for section, fields_ in config.items():
-        if isinstance(fields_, dict):
-            changed.update({f"{section}.{k}": v for k, v in fields_.items()
-                            if k in base.get(section, {}) and _same(base[section][k]) != _same(v)})
-        elif section in base and section != "name" and _same(base[section]) != _same(fields_):
-            changed[section] = fields_
-    return changed
+    old, new = (_flatten(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
+    return {k: v for k, v in new.items() if k in old and k != "name" and old[k] != v}
 
 
-def _same(value):
-    """Lists (from JSON) and tuples (from the dataclasses) compare equal."""
-    return tuple(value) if isinstance(value, (list, tuple)) else value
+def _flatten(config: dict) -> dict:
+    """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
+    flat = {}
+    for section, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            flat[section] = value
+    return flat
 
 
 def from_dict(cls, data: dict):
