@@ -171,11 +171,11 @@ def changed_settings(config: dict, base: Profile | None = None) -> dict:
     "model.tau": 0.5}: the settings a sweep varied, in the words of the config dataclasses.
     """
     base = (base or get_profile(config["name"])).to_dict()
-    old, new = (_flatten(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
+    old, new = (flat_settings(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
     return {k: v for k, v in new.items() if k in old and k != "name" and old[k] != v}
 
 
-def _flatten(config: dict) -> dict:
+def flat_settings(config: dict) -> dict:
     """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
     flat = {}
     for section, value in config.items():
@@ -194,4 +194,4 @@ def from_dict(cls, data: dict):
 
 __all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "Profile", "quick_profile",
            "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "changed_settings",
-           "replace"]
+           "flat_settings", "replace"]

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, from_dict
+from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
+                     flat_settings, from_dict)
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
 from .scoring import score_dataset
@@ -223,6 +224,33 @@ def mtsd_root(start: Path | None = None) -> Path:
     if override := os.environ.get("PVQAE_MTSD"):
         return Path(override)
     return (checkout_root(start) or Path.cwd()).parent / "shared" / "data" / "mtsd"
+
+
+def committed_results(pattern: str = "*.json", start: Path | None = None) -> dict:
+    """The results the command line committed, {file name: result}, for the files of RESULTS_DIR
+    that match ``pattern``, sorted by name. Empty where there is no checkout (Colab, a pip install)."""
+    root = checkout_root(start)
+    if root is None:
+        return {}
+    return {path.name: json.loads(path.read_text()) for path in sorted((root / RESULTS_DIR).glob(pattern))}
+
+
+def sweep_of(results: dict, setting: str) -> dict:
+    """The runs of ``results`` that changed nothing from their profile but ``setting``, e.g.
+    ``"train.epochs"``: {file name: the run's value of ``setting``}.
+
+    A run that changed nothing at all counts too (it is the sweep's profile point); so does every
+    model, as the model name is not a setting of the sweep. A one-variable sweep read this way
+    cannot mix in a run that also changed, say, λmax.
+    """
+    sweep = {}
+    for name, result in results.items():
+        config = result.get("config")
+        if not config:
+            continue
+        if set(changed_settings(config)) - {"model.model"} <= {setting}:
+            sweep[name] = flat_settings(config)[setting]
+    return sweep
 
 
 def book_data(profile: Profile, split: str, categories=None):

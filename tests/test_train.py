@@ -271,3 +271,28 @@ def test_changed_settings_names_what_a_run_changed_from_its_profile():
                   train=replace(quick.train, augment=False), num_train=40)
     assert changed_settings(json.loads(json.dumps(run.to_dict()))) == {
         "model.tau": 0.5, "model.level_mults": [2, 4, 8], "train.augment": False, "num_train": 40}
+
+
+def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
+    """sweep_of keeps the profile point and the runs that changed only the swept setting (any model)."""
+    assert pipeline.committed_results(start=tmp_path) == {}                  # no checkout: nothing committed
+    (tmp_path / "pvqae_lib").mkdir()
+    (tmp_path / "_toc.yml").write_text("root: book/intro\n")
+    results = tmp_path / pipeline.RESULTS_DIR
+    results.mkdir(parents=True)
+    quick = quick_profile()
+    runs = {"profile": quick,
+            "e100": replace(quick, train=replace(quick.train, epochs=100)),
+            "e100_vqvae": replace(quick, model=replace(quick.model, model="vqvae"),
+                                  train=replace(quick.train, epochs=100)),
+            "e100_lmax": replace(quick, train=replace(quick.train, epochs=100, lambda_max=2.5)),
+            "seed1": replace(quick, train=replace(quick.train, seed=1))}
+    for name, profile in runs.items():
+        (results / f"synthetic_{name}.json").write_text(json.dumps({"config": profile.to_dict()}))
+    (results / "benchmark.json").write_text(json.dumps({"rows": []}))      # no configuration: never in a sweep
+    committed = pipeline.committed_results("synthetic_*.json", start=tmp_path / pipeline.RESULTS_DIR)
+    assert list(committed) == sorted(f"synthetic_{n}.json" for n in runs)
+    assert pipeline.sweep_of(committed, "train.epochs") == {
+        "synthetic_profile.json": quick.train.epochs, "synthetic_e100.json": 100, "synthetic_e100_vqvae.json": 100}
+    assert pipeline.sweep_of(committed, "train.seed") == {"synthetic_profile.json": 0, "synthetic_seed1.json": 1}
+    assert pipeline.sweep_of(pipeline.committed_results(start=tmp_path), "train.seed")["synthetic_seed1.json"] == 1
