@@ -235,20 +235,21 @@ def committed_results(pattern: str = "*.json", start: Path | None = None) -> dic
     return {path.name: json.loads(path.read_text()) for path in sorted((root / RESULTS_DIR).glob(pattern))}
 
 
-def sweep_of(results: dict, setting: str) -> dict:
+def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:
     """The runs of ``results`` that changed nothing from their profile but ``setting``, e.g.
     ``"train.epochs"``: {file name: the run's value of ``setting``}.
 
     A run that changed nothing at all counts too (it is the sweep's profile point); so does every
     model, as the model name is not a setting of the sweep. A one-variable sweep read this way
-    cannot mix in a run that also changed, say, λmax.
+    cannot mix in a run that also changed, say, λmax. Settings named in ``besides`` (e.g.
+    ``("model.quantizer", "model.codebook_size")``) may differ too: the reader groups by them.
     """
     sweep = {}
     for name, result in results.items():
         config = result.get("config")
         if not config:
             continue
-        if set(changed_settings(config)) - {"model.model"} <= {setting}:
+        if set(changed_settings(config)) - {"model.model", *besides} <= {setting}:
             sweep[name] = flat_settings(config)[setting]
     return sweep
 
