@@ -12,7 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -161,15 +161,18 @@ def cmd_evaluate(args) -> int:
     run = json.loads((run_dir / "config.json").read_text())
     prior = args.prior if trained.model_config.model == "pvqae" else "none"
     test_set = load_split(run, "test")
-    result = evaluate(trained, test_set, prior, device=device)
+    cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
+    normal_set = load_split(run, "train") if args.standardize else None
+    result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
     result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
                   profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
                   seconds=round(time.time() - t0, 2), git_commit=commit, command=command_line(),
-                  train_command=run["command"], train_git_commit=run["git_commit"], config=run["profile"],
+                  train_command=run["command"], train_git_commit=run["git_commit"],
+                  config={**run["profile"], "score": asdict(cfg)},     # the scoring this JSON measured
                   data=run["data"], machine=machine())
     out_json.parent.mkdir(parents=True, exist_ok=True)
     write_json(result, out_json)
-    print(f"{result['model']} ({prior} prior) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
+    print(f"{result['model']} ({prior} prior{', standardized' if args.standardize else ''}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
           f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
     return 0
 
@@ -351,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a trained run's test split and write JSON")
     e.add_argument("--run", required=True)
     e.add_argument("--prior", choices=("none", "universal", "per-class"), default="universal")
+    e.add_argument("--standardize", action="store_true",
+                   help="score each pixel against the training images' maps at its position (a book choice, chapter 7)")
     e.add_argument("--json", required=True)
     e.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     e.add_argument("--device")

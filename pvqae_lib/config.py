@@ -92,6 +92,7 @@ class ScoreConfig:
     """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
     smooth_sigma: float = 2.0       # Gaussian smoothing of S in pixels at 64 px (scaled with size)
     use_prior: bool = True          # False: S = S_recon from the routed budget (ablation)
+    standardize: bool = False       # True: each pixel against normal maps at its position (a book choice)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig
                      flat_settings, from_dict)
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
-from .scoring import score_dataset
+from .scoring import score_dataset, standardize
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
 MODEL_FILE = "model.pt"
@@ -97,15 +97,36 @@ def load_trained(path: Path, device=None) -> Trained:
                    ckpt["prior_losses"], ckpt["seconds"])
 
 
-def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None) -> dict:
-    """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone)."""
+def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None,
+          normal_set=None) -> dict:
+    """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone).
+
+    With ``cfg.standardize`` every category's maps are standardized position by position against
+    the maps of that category's images in ``normal_set`` (the training images: in the one-class
+    setting the only normal images there are), and the image score is the maximum of that map.
+    """
+    cfg = cfg or ScoreConfig()
     if prior not in ("none",) + PRIOR_KINDS:
         raise ValueError(f"prior must be none, universal or per-class, got {prior!r}")
     p = trained.priors.get(prior) if prior != "none" else None
     if prior != "none" and p is None and trained.model_config.model == "pvqae":
         raise ValueError(f"this model has no {prior} prior")
+    if cfg.standardize and normal_set is None:
+        raise ValueError("ScoreConfig(standardize=True) needs normal_set: the normal images whose maps set "
+                         "each position's mean and spread")
     classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
-    return score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+    sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+    if cfg.standardize:
+        ref_classes = trained.prior_classes(prior, normal_set.categories) if p is not None else None
+        ref = score_dataset(trained.model, normal_set, p, ref_classes, cfg, device=device)["s"]
+        cats, ref_cats = test_set.categories.numpy(), normal_set.categories.numpy()
+        for c, name in enumerate(test_set.category_names):
+            if name not in normal_set.category_names:
+                raise ValueError(f"normal_set has no images of category {name!r}")
+            sel = cats == c
+            sc["s"][sel] = standardize(sc["s"][sel], ref[ref_cats == normal_set.category_names.index(name)])
+        sc["image"] = sc["s"].reshape(len(sc["s"]), -1).max(1)      # as anomaly_maps: the map's maximum
+    return sc
 
 
 def resolution_shares(budgets: np.ndarray, num_levels: int) -> list:
@@ -120,7 +141,7 @@ def _mean(values) -> float | None:
 
 
 def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None,
-             device=None) -> dict:
+             device=None, normal_set=None) -> dict:
     """Image AUROC, pixel AUROC and PRO per category and per defect kind, plus the share of each
     resolution the router chose for normal and defective images.
 
@@ -128,7 +149,7 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     inspection task); the ``*_pooled`` numbers put every category's images in one pool.
     """
     t0 = time.time()
-    sc = score(trained, test_set, prior, cfg, device)
+    sc = score(trained, test_set, prior, cfg, device, normal_set)
     labels, masks = test_set.labels.numpy(), test_set.masks[:, 0].numpy()
     cats, kinds = test_set.categories.numpy(), np.array(test_set.kinds)
     R = trained.model_config.num_levels
@@ -154,7 +175,8 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     pooled = metrics.summarize(sc["image"], labels, sc["s"], masks)
     result = {k: _mean(r[k] for r in rows) for k in ("image_auroc", "pixel_auroc", "pro")}
     result.update({f"{k}_pooled": v for k, v in pooled.items()})
-    result.update(per_category=rows, per_kind=kind_rows, prior=prior, num_test=len(test_set),
+    result.update(per_category=rows, per_kind=kind_rows, prior=prior, standardized=(cfg or ScoreConfig()).standardize,
+                  num_test=len(test_set),
                   resolution_share=shares(np.ones(len(labels), dtype=bool)), eval_seconds=round(time.time() - t0, 2))
     return result
 

@@ -53,6 +53,15 @@ def test_train_and_evaluate(tmp_path, capsys):
     assert sum(result["resolution_share"]["normal"]) == pytest.approx(1.0, abs=1e-3)
     assert str(result_path) in stdout
 
+    # --standardize: scored against the training images, recorded in the result and its configuration
+    std_path = tmp_path / "results" / "std.json"
+    code, stdout, err = run_cli(["evaluate", "--run", out, "--prior", "none", "--standardize", "--json", std_path], capsys)
+    assert code == 0, err
+    std = json.loads(std_path.read_text())
+    assert std["standardized"] is True and std["config"]["score"]["standardize"] is True
+    assert result["standardized"] is False and result["config"]["score"]["standardize"] is False
+    assert "standardized" in stdout and std["image_auroc"] is not None
+
     # an existing JSON is not overwritten without --force
     before = result_path.read_text()
     assert_usage_error(run_cli(["evaluate", "--run", out, "--json", result_path], capsys), "--force")

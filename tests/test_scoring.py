@@ -1,6 +1,8 @@
 """Tests for pvqae_lib.scoring: S_prior, S_recon, their product, smoothing and anomaly_maps."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -8,7 +10,8 @@ from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, ti
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.prior import fit_prior
-from pvqae_lib.scoring import anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset
+from pvqae_lib.scoring import (anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset,
+                               standardize)
 from pvqae_lib.train import collect_budgets, train_autoencoder
 
 
@@ -65,6 +68,23 @@ def test_gaussian_blur():
     assert out[0, 10, 10] == out.max() and out.max() < 0.2
     torch.testing.assert_close(out[0], out[0].t())                   # isotropic
     torch.testing.assert_close(out[0, 10, 8], out[0, 10, 12])
+
+
+def test_standardize_removes_a_frame_that_every_normal_map_has():
+    rng = np.random.default_rng(0)
+    frame = np.zeros((8, 8))
+    frame[0, :] = frame[-1, :] = frame[:, 0] = frame[:, -1] = 5.0            # high error on the border
+    normal = frame + rng.normal(1.0, 0.1, (50, 8, 8))
+    test = frame + rng.normal(1.0, 0.1, (2, 8, 8))
+    test[1, 4, 4] += 1.0                                                      # a defect in the middle
+    assert np.unravel_index(test[1].argmax(), (8, 8)) != (4, 4)              # raw: the frame wins
+    z = standardize(test, normal)
+    assert np.unravel_index(z[1].argmax(), (8, 8)) == (4, 4)                 # standardized: the defect wins
+    assert z[1].max() > 5 and z[0].max() < 4
+    mean, std = normal.mean(0), normal.std(0)
+    np.testing.assert_allclose(z, (test - mean) / (std + 1e-3 * std.mean() + 1e-12))
+    flat = standardize(np.ones((1, 4, 4)), np.ones((3, 4, 4)))               # no spread: finite, zero
+    assert np.isfinite(flat).all() and np.abs(flat).max() == 0
 
 
 @pytest.fixture(scope="module")

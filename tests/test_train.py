@@ -186,6 +186,27 @@ def test_fit_and_evaluate_end_to_end(fitted, test_data):
         pipeline.evaluate(fitted, test_data, "global")
 
 
+def test_evaluate_standardized_against_normal_images(fitted, test_data, data):
+    from pvqae_lib.config import ScoreConfig
+    from pvqae_lib.scoring import standardize
+    cfg = ScoreConfig(standardize=True)
+    with pytest.raises(ValueError, match="normal_set"):
+        pipeline.score(fitted, test_data, "none", cfg)
+    raw = pipeline.score(fitted, test_data, "none")
+    ref = pipeline.score(fitted, data, "none")
+    sc = pipeline.score(fitted, test_data, "none", cfg, normal_set=data)
+    for c in range(3):                                       # each category against its own normal maps
+        sel, ref_sel = test_data.categories.numpy() == c, data.categories.numpy() == c
+        np.testing.assert_allclose(sc["s"][sel], standardize(raw["s"][sel], ref["s"][ref_sel]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sc["image"], sc["s"].reshape(len(sc["s"]), -1).max(1))
+    np.testing.assert_array_equal(sc["routed"], raw["routed"])
+    result = pipeline.evaluate(fitted, test_data, "universal", cfg, normal_set=data)
+    assert result["standardized"] is True and pipeline.evaluate(fitted, test_data, "none")["standardized"] is False
+    tile_only = make_synthetic("train", 32, categories=["tile"], num_per_category=2)
+    with pytest.raises(ValueError, match="weave"):
+        pipeline.score(fitted, test_data, "none", cfg, normal_set=tile_only)
+
+
 def test_save_and_load_trained_round_trip(fitted, test_data, tmp_path):
     path = tmp_path / "model.pt"
     pipeline.save_trained(fitted, path, extra={"run": {"note": 1}})
