@@ -63,6 +63,16 @@ def standardize(maps, normal_maps):
     return (maps - mean) / (std + 1e-3 * std.mean() + 1e-12)   # the floor keeps constant pixels finite
 
 
+def peak_on_border(maps, width: int):
+    """For each map of (B, H, W), whether its maximum, the image score, lies within ``width`` pixels
+    of the image border. A share far above the border band's share of the area means the border
+    decides the image score (chapter 7)."""
+    B, H, W = maps.shape
+    peak = maps.reshape(B, -1).argmax(1)
+    y, x = peak // W, peak % W
+    return (y < width) | (x < width) | (y >= H - width) | (x >= W - width)
+
+
 def combine(s_prior: torch.Tensor, s_recon: torch.Tensor) -> torch.Tensor:
     """The paper's pixel-wise product S = S_prior × S_recon."""
     return s_prior * s_recon

@@ -11,7 +11,7 @@ from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.prior import fit_prior
 from pvqae_lib.scoring import (anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset,
-                               standardize)
+                               peak_on_border, standardize)
 from pvqae_lib.train import collect_budgets, train_autoencoder
 
 
@@ -85,6 +85,14 @@ def test_standardize_removes_a_frame_that_every_normal_map_has():
     np.testing.assert_allclose(z, (test - mean) / (std + 1e-3 * std.mean() + 1e-12))
     flat = standardize(np.ones((1, 4, 4)), np.ones((3, 4, 4)))               # no spread: finite, zero
     assert np.isfinite(flat).all() and np.abs(flat).max() == 0
+
+
+def test_peak_on_border():
+    maps = np.zeros((4, 10, 12))
+    maps[0, 0, 5] = maps[1, 5, 11] = maps[2, 5, 6] = maps[3, 2, 2] = 1.0
+    np.testing.assert_array_equal(peak_on_border(maps, 1), [True, True, False, False])
+    np.testing.assert_array_equal(peak_on_border(maps, 3), [True, True, False, True])
+    assert peak_on_border(torch.from_numpy(maps), 3).tolist() == [True, True, False, True]
 
 
 @pytest.fixture(scope="module")
