@@ -172,7 +172,8 @@ def cmd_evaluate(args) -> int:
                   data=run["data"], machine=machine())
     out_json.parent.mkdir(parents=True, exist_ok=True)
     write_json(result, out_json)
-    print(f"{result['model']} ({prior} prior{', standardized' if args.standardize else ''}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
+    scoring = f"{prior} prior" + (", standardized" if args.standardize else "")
+    print(f"{result['model']} ({scoring}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
           f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
     return 0
 

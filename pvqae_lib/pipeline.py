@@ -148,7 +148,7 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     As on MVTec AD, the headline numbers are means over categories (each category is its own
     inspection task); the ``*_pooled`` numbers put every category's images in one pool.
     """
-    t0 = time.time()
+    t0, cfg = time.time(), cfg or ScoreConfig()
     sc = score(trained, test_set, prior, cfg, device, normal_set)
     labels, masks = test_set.labels.numpy(), test_set.masks[:, 0].numpy()
     cats, kinds = test_set.categories.numpy(), np.array(test_set.kinds)
@@ -175,8 +175,7 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     pooled = metrics.summarize(sc["image"], labels, sc["s"], masks)
     result = {k: _mean(r[k] for r in rows) for k in ("image_auroc", "pixel_auroc", "pro")}
     result.update({f"{k}_pooled": v for k, v in pooled.items()})
-    result.update(per_category=rows, per_kind=kind_rows, prior=prior, standardized=(cfg or ScoreConfig()).standardize,
-                  num_test=len(test_set),
+    result.update(per_category=rows, per_kind=kind_rows, prior=prior, standardized=cfg.standardize, num_test=len(test_set),
                   resolution_share=shares(np.ones(len(labels), dtype=bool)), eval_seconds=round(time.time() - t0, 2))
     return result
 
