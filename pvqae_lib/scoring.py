@@ -35,6 +35,18 @@ def recon_score(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return (recon.float() - images.float()).pow(2).sum(1)
 
 
+def mean_colour_error(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """The part of the reconstruction error that a wrong average colour explains, per image.
+
+    (B, 3, H, W) -> (B,): the squared difference of the two images' per-channel means, averaged
+    over the channels, in the units of the mean of :func:`recon_score` / 3 (squared error per
+    value). It is never larger than that mean; their ratio is the share of the error that shifting
+    the whole reconstruction by one colour would remove (chapter 7: the weave's codes lose its colour).
+    """
+    shift = recon.float().mean((2, 3)) - images.float().mean((2, 3))   # (B, 3)
+    return shift.pow(2).mean(1)
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian smoothing of (B, H, W) maps, reflect-padded; sigma in pixels (0: none)."""
     if sigma <= 0:

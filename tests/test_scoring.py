@@ -9,8 +9,8 @@ from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, ti
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.prior import fit_prior
-from pvqae_lib.scoring import (anomaly_maps, combine, gaussian_blur, prior_score, recon_score, score_dataset,
-                               peak_on_border, standardize)
+from pvqae_lib.scoring import (anomaly_maps, combine, gaussian_blur, mean_colour_error, prior_score, recon_score,
+                               score_dataset, peak_on_border, standardize)
 from pvqae_lib.train import collect_budgets, train_autoencoder
 
 
@@ -47,6 +47,20 @@ def test_recon_score():
     recon[0, 0, 1, 1] = -0.5
     expected = torch.tensor([[[0.0, 14.0], [0.0, 0.25]]])
     torch.testing.assert_close(recon_score(recon, images), expected)
+
+
+def test_mean_colour_error_separates_a_colour_cast_from_texture_error():
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, 8, 8, generator=g)
+    cast = torch.tensor([0.1, -0.2, 0.0]).view(1, 3, 1, 1)
+    noise = torch.tensor([1.0, -1.0]).repeat(32).view(8, 8) * 0.1     # zero-mean in every channel
+    recon = torch.stack([images[0] + cast[0], images[1] + noise])
+    err = mean_colour_error(recon, images)
+    mse = recon_score(recon, images).mean((1, 2)) / 3
+    torch.testing.assert_close(err[0], torch.tensor((0.01 + 0.04 + 0.0) / 3))
+    torch.testing.assert_close(err[0], mse[0])          # a pure colour cast: all of the error
+    assert err[1] < 1e-12 < mse[1]                      # a zero-mean error: none of it
+    assert (err <= mse + 1e-9).all()
 
 
 def test_combine_is_the_product():
