@@ -129,6 +129,24 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     return sc
 
 
+
+@torch.no_grad()
+def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -> tuple[torch.Tensor, list]:
+    """The model's own reconstructions (with the router's budget) and code indices of many images.
+
+    images (N, 3, H, W); the model runs in eval mode, in batches, on its device (or ``device``).
+    Returns (recon (N, 3, H, W), [indices (N, h_r, w_r) for each quantized level]), on the CPU. The
+    chapters use it to look at what the codes keep; scoring has its own pass (:func:`score`).
+    """
+    model.eval()
+    device = device or next(model.parameters()).device
+    recons, indices = [], []
+    for start in range(0, len(images), batch_size):
+        out = model(images[start:start + batch_size].to(device))
+        recons.append(out.recon.cpu())
+        indices.append([i.cpu() for i in out.indices])
+    return torch.cat(recons), [torch.cat(level) for level in zip(*indices)]
+
 def resolution_shares(budgets: np.ndarray, num_levels: int) -> list:
     """Share of coarse patches at each level, coarsest first."""
     counts = np.bincount(budgets.reshape(-1), minlength=num_levels)

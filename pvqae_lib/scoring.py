@@ -75,14 +75,38 @@ def standardize(maps, normal_maps):
     return (maps - mean) / (std + 1e-3 * std.mean() + 1e-12)   # the floor keeps constant pixels finite
 
 
+BORDER_PX_AT_64 = 4   # the frame chapters 7 and 8 inspect: 4 px at 64 px, scaled with the image
+
+
+def border_band(size: int) -> tuple[int, float]:
+    """The frame along the border of a ``size`` px image that chapters 7 and 8 inspect:
+    (its width in pixels, the share of the image's area it covers). 4 px at 64 px, in proportion
+    at other sizes (at least 1 px)."""
+    width = max(1, BORDER_PX_AT_64 * size // 64)
+    return width, 1 - (1 - 2 * width / size) ** 2
+
+
+def peak_positions(maps):
+    """(rows, columns) of each map's maximum, the pixel that gives the image score; maps (B, H, W)."""
+    B, H, W = maps.shape
+    peak = maps.reshape(B, -1).argmax(1)
+    return peak // W, peak % W
+
+
 def peak_on_border(maps, width: int):
     """For each map of (B, H, W), whether its maximum, the image score, lies within ``width`` pixels
     of the image border. A share far above the border band's share of the area means the border
     decides the image score (chapter 7)."""
-    B, H, W = maps.shape
-    peak = maps.reshape(B, -1).argmax(1)
-    y, x = peak // W, peak % W
+    _, H, W = maps.shape
+    y, x = peak_positions(maps)
     return (y < width) | (x < width) | (y >= H - width) | (x >= W - width)
+
+
+def peak_in_mask(maps, masks):
+    """For each map of (B, H, W), whether its maximum lies inside the boolean mask (B, H, W) of
+    the same image: does the image score come from the defect itself (chapter 8)?"""
+    y, x = peak_positions(maps)
+    return masks[range(len(masks)), y, x]
 
 
 def combine(s_prior: torch.Tensor, s_recon: torch.Tensor) -> torch.Tensor:

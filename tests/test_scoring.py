@@ -8,9 +8,10 @@ import torch
 from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, tiny_train_set
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
+from pvqae_lib.pipeline import autoencode
 from pvqae_lib.prior import fit_prior
-from pvqae_lib.scoring import (anomaly_maps, combine, gaussian_blur, mean_colour_error, prior_score, recon_score,
-                               score_dataset, peak_on_border, standardize)
+from pvqae_lib.scoring import (anomaly_maps, border_band, combine, gaussian_blur, mean_colour_error, peak_in_mask,
+                               peak_on_border, prior_score, recon_score, score_dataset, standardize)
 from pvqae_lib.train import collect_budgets, train_autoencoder
 
 
@@ -108,6 +109,21 @@ def test_peak_on_border():
     assert peak_on_border(torch.from_numpy(maps), 3).tolist() == [True, True, False, True]
 
 
+def test_border_band_scales_with_the_image():
+    assert border_band(64) == (4, 1 - (56 / 64) ** 2)
+    assert border_band(256)[0] == 16 and border_band(256)[1] == border_band(64)[1]
+    assert border_band(8)[0] == 1                      # never narrower than one pixel
+
+
+def test_peak_in_mask():
+    maps = np.zeros((3, 6, 6))
+    maps[0, 1, 2] = maps[1, 4, 4] = maps[2, 0, 0] = 1.0
+    masks = np.zeros((3, 6, 6), dtype=bool)
+    masks[0, 1, 2] = masks[1, 0, 0] = masks[2, 0, 0] = True
+    np.testing.assert_array_equal(peak_in_mask(maps, masks), [True, False, True])
+    assert peak_in_mask(torch.from_numpy(maps), torch.from_numpy(masks)).tolist() == [True, False, True]
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A PVQAE trained for a few steps and a prior fitted on its own budgets."""
@@ -187,3 +203,13 @@ def test_score_dataset_batches_agree(trained):
     for k in a:
         assert a[k].shape == b[k].shape
     torch.testing.assert_close(torch.from_numpy(a["s"]), torch.from_numpy(b["s"]), atol=1e-5, rtol=1e-4)
+
+
+def test_autoencode_batches_agree_with_one_pass(trained):
+    model, _, test = trained
+    recon, indices = autoencode(model, test.images, batch_size=4)
+    out = model.eval()(test.images)
+    assert recon.shape == test.images.shape and len(indices) == len(out.indices) == 3
+    torch.testing.assert_close(recon, out.recon, atol=1e-5, rtol=1e-4)
+    for mine, theirs in zip(indices, out.indices):
+        assert torch.equal(mine, theirs)
