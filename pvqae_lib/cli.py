@@ -1,4 +1,4 @@
-"""``python -m pvqae_lib train | evaluate | benchmark | fewshot`` (DESIGN §3).
+"""``python -m pvqae_lib train | evaluate | benchmark | fewshot | predict | demo`` (DESIGN §3).
 
 Bad input ends with one line on stderr and exit code 2, never a traceback; nothing a user made
 is overwritten without ``--force``.
@@ -44,8 +44,9 @@ def git_commit(where: Path | None = None) -> str:
         return "unknown"
 
 
-def command_line() -> str:
-    return "python -m pvqae_lib " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def command_line(argv: list[str]) -> str:
+    """The command a result records: what the user typed, or what ``demo`` ran in-process."""
+    return "python -m pvqae_lib " + " ".join(shlex.quote(a) for a in argv)
 
 
 def write_json(obj, path: Path) -> None:
@@ -108,7 +109,7 @@ def cmd_train(args) -> int:
         if args.dataset != "synthetic" and not args.root:
             raise UsageError(f"--dataset {args.dataset} needs --root DIR")
         profile = profile_from_args(args)
-        run = {"profile": profile.to_dict(), "command": command_line(), "git_commit": git_commit(),
+        run = {"profile": profile.to_dict(), "command": args.command_line, "git_commit": git_commit(),
                "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
                         "category": args.category, "image_size": profile.model.image_size, "seed": args.seed,
                         "num_train": profile.num_train, "num_test": profile.num_test}}
@@ -144,21 +145,32 @@ def cmd_train(args) -> int:
 
 # -------------------------------------------------------------------------------------- evaluate
 
-def cmd_evaluate(args) -> int:
-    from .pipeline import MODEL_FILE, evaluate, load_trained
-    run_dir = Path(args.run)
+def check_run(run_dir: Path) -> None:
+    """A run directory that holds a finished model (else a one-line error, with a hint to resume)."""
+    from .pipeline import MODEL_FILE
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist")
     if not (run_dir / MODEL_FILE).is_file():
         hint = f" (training was interrupted: train --resume --out {run_dir})" if (run_dir / CHECKPOINT).is_file() else ""
         raise CheckpointError(f"run directory {run_dir} has no finished model {MODEL_FILE}{hint}")
+
+
+def open_run(run_dir: Path, device):
+    """(the finished model of a run directory, its config.json as a dict)."""
+    from .pipeline import MODEL_FILE, load_trained
+    return load_trained(run_dir / MODEL_FILE, device), json.loads((run_dir / "config.json").read_text())
+
+
+def cmd_evaluate(args) -> int:
+    from .pipeline import evaluate
+    run_dir = Path(args.run)
+    check_run(run_dir)
     out_json = Path(args.json)
     if out_json.exists() and not args.force:
         raise UsageError(f"{out_json} exists: --force to overwrite it")
     t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
     device = get_device(args.device)
-    trained = load_trained(run_dir / MODEL_FILE, device)
-    run = json.loads((run_dir / "config.json").read_text())
+    trained, run = open_run(run_dir, device)
     prior = args.prior if trained.model_config.model == "pvqae" else "none"
     test_set = load_split(run, "test")
     cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
@@ -166,7 +178,7 @@ def cmd_evaluate(args) -> int:
     result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
     result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
                   profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
-                  seconds=round(time.time() - t0, 2), git_commit=commit, command=command_line(),
+                  seconds=round(time.time() - t0, 2), git_commit=commit, command=args.command_line,
                   train_command=run["command"], train_git_commit=run["git_commit"],
                   config={**run["profile"], "score": asdict(cfg)},     # the scoring this JSON measured
                   data=run["data"], machine=machine())
@@ -176,6 +188,92 @@ def cmd_evaluate(args) -> int:
     print(f"{result['model']} ({scoring}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
           f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
     return 0
+
+
+# --------------------------------------------------------------------------------------- predict
+
+PREDICTIONS = "predictions.csv"
+
+
+def cmd_predict(args) -> int:
+    """Score a user's own images with a finished run: one row per image in predictions.csv (the
+    image score, where it falls among the run's held-out normal images, the decision when a
+    threshold is given), a heat-map picture per image in maps/, and predictions.json with what
+    produced them."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import image_files, load_images
+    from .pipeline import normal_percentile, score
+    from .viz import heat_overlay
+    run_dir, out = Path(args.run), Path(args.out)
+    check_run(run_dir)
+    if (out / PREDICTIONS).exists() and not args.force:
+        raise UsageError(f"{out} already holds predictions: --force to overwrite them")
+    files = image_files(args.images)
+    t0, commit = time.time(), git_commit()
+    device = get_device(args.device)
+    trained, run = open_run(run_dir, device)
+    names = trained.category_names
+    prior = args.prior if trained.model_config.model == "pvqae" else "none"
+    category = args.category or (names[0] if len(names) == 1 else None)
+    if category is not None and category not in names:
+        raise UsageError(f"unknown category {category!r}: the run was trained on {', '.join(names)}")
+    if category is None and (prior == "per-class" or args.standardize):
+        raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
+                         f"(needed with --prior per-class and --standardize)")
+    images = load_images(files, trained.model_config.image_size, category or names[0], names)
+    cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
+    normal_set = load_split(run, "train") if args.standardize else None
+    result = score(trained, images, prior, cfg, device=device, normal_set=normal_set)
+
+    percentile, vmax = None, float(result["s"].max())
+    if not args.no_calibrate:       # the run's held-out normal images of the same category(ies)
+        test_set = load_split(run, "test")
+        keep = test_set.labels.numpy() == 0
+        if category is not None:
+            keep &= test_set.categories.numpy() == test_set.category_names.index(category)
+        reference = score(trained, test_set.subset(np.flatnonzero(keep).tolist()), prior, cfg, device=device,
+                          normal_set=normal_set)
+        percentile = normal_percentile(result["image"], reference["image"])
+        vmax = float(reference["image"].max())   # red: at least as high as any normal image's peak
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "maps").mkdir(exist_ok=True)
+    scale = max(1, 256 // images.size)
+    rows = ["image,score,normal_percentile,anomalous,map"]
+    for i, path in enumerate(files):
+        picture = np.concatenate([np.round(images.images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+                                  heat_overlay(images.images[i], result["s"][i], vmax)], axis=1)
+        name = Path("maps") / f"{i:04d}_{path.stem}.png"
+        Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale),
+                                        Image.NEAREST).save(out / name)
+        s = float(result["image"][i])
+        rows.append(",".join([csv_field(str(path)), f"{s:.6g}",
+                              "" if percentile is None else f"{percentile[i]:.1f}",
+                              "" if args.threshold is None else str(int(s > args.threshold)), str(name)]))
+    tmp = out / (PREDICTIONS + ".tmp")
+    tmp.write_text("\n".join(rows) + "\n")
+    tmp.replace(out / PREDICTIONS)
+    write_json({"images": len(files), "prior": prior, "category": category, "standardized": args.standardize,
+                "calibrated_on_normal_test_images": percentile is not None, "threshold": args.threshold,
+                "heat_map_vmax": vmax, "run": str(run_dir), "model": trained.model_config.model,
+                "device": str(device), "seconds": round(time.time() - t0, 2), "git_commit": commit,
+                "command": args.command_line, "train_command": run["command"], "machine": machine()},
+               out / "predictions.json")
+
+    order = np.argsort(-result["image"])
+    print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {prior} prior) "
+          f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
+    for i in order[:5]:
+        where = "" if percentile is None else f"  above {percentile[i]:.0f} % of normal test images"
+        print(f"  {result['image'][i]:.4g}  {files[i]}{where}")
+    return 0
+
+
+def csv_field(text: str) -> str:
+    """A CSV field: quoted when it holds a comma, a quote or a line break."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
 def fmt(x) -> str:
@@ -191,7 +289,7 @@ def cmd_benchmark(args) -> int:
         raise UsageError(f"{out_json} exists: --force to overwrite it")
     commit = git_commit()                      # the code that runs, even if HEAD moves meanwhile
     result = run_benchmark(args.sizes, args.batch_size, args.steps, get_device(args.device), args.profile)
-    result.update(git_commit=commit, command=command_line(), machine=machine())
+    result.update(git_commit=commit, command=args.command_line, machine=machine())
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         write_json(result, out_json)
@@ -233,7 +331,7 @@ def cmd_fewshot(args) -> int:
     table = fewshot_table(rows)
     result = {"dataset": args.dataset, "root": root, "shots": list(args.shots), "seeds": list(args.seeds),
               "table": table, "rows": rows, "device": str(device), "profile": profile.name,
-              "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": command_line(),
+              "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": args.command_line,
               "machine": machine(), "torch_threads": torch.get_num_threads(),
               "fewshot_config": asdict(cfg), "config": profile.to_dict()}
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -391,6 +489,22 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--quiet", action="store_true", help="no per-run lines")
     f.set_defaults(func=cmd_fewshot)
 
+    pr = sub.add_parser("predict", help="score your own images with a finished run: scores, heat maps")
+    pr.add_argument("--run", required=True, help="a run directory made by train")
+    pr.add_argument("--images", required=True, nargs="+", help="image files and/or folders of images")
+    pr.add_argument("--out", required=True, help="folder for predictions.csv, predictions.json and maps/")
+    pr.add_argument("--prior", choices=("none", "universal", "per-class"), default="universal")
+    pr.add_argument("--category", help="the category the images show (needed when the run has several and "
+                                       "--prior per-class or --standardize is used)")
+    pr.add_argument("--standardize", action="store_true",
+                    help="standardize each pixel against the run's normal training images (as evaluate)")
+    pr.add_argument("--threshold", type=float, help="flag images whose score is above this value")
+    pr.add_argument("--no-calibrate", action="store_true",
+                    help="do not score the run's held-out normal images (no percentile column)")
+    pr.add_argument("--force", action="store_true", help="overwrite existing predictions")
+    pr.add_argument("--device")
+    pr.set_defaults(func=cmd_predict)
+
     d = sub.add_parser("demo", help="train + evaluate PVQAE and the VQ-VAE on synthetic data; table and heat maps")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--profile", choices=("quick", "full"), default="quick")
@@ -402,7 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
+    args.command_line = command_line(argv)
     if getattr(args, "quantizer", None) == "lfq":
         from .quantize import LFQ_AVAILABLE
         if not LFQ_AVAILABLE:

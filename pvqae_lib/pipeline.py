@@ -147,6 +147,15 @@ def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -
         indices.append([i.cpu() for i in out.indices])
     return torch.cat(recons), [torch.cat(level) for level in zip(*indices)]
 
+def normal_percentile(scores, normal_scores) -> np.ndarray:
+    """For each image score, the percentage of normal images' scores below it: 100 means more
+    anomalous than every normal image the run was checked on, 50 a typical normal image."""
+    normal = np.sort(np.asarray(normal_scores, dtype=float))
+    if normal.size == 0:
+        raise ValueError("normal_percentile needs at least one normal score")
+    return 100.0 * np.searchsorted(normal, np.asarray(scores, dtype=float), side="left") / normal.size
+
+
 def resolution_shares(budgets: np.ndarray, num_levels: int) -> list:
     """Share of coarse patches at each level, coarsest first."""
     counts = np.bincount(budgets.reshape(-1), minlength=num_levels)

@@ -47,6 +47,14 @@ def show_heat(ax, image, heat, title: str | None = None, mask=None, vmax: float 
     ax.axis("off")
 
 
+def heat_overlay(image, heat, vmax: float, alpha: float = 0.5) -> np.ndarray:
+    """The picture :func:`show_heat` draws, as an (H, W, 3) uint8 array to save as a file: the map
+    in 'jet' colours from 0 (blue) to ``vmax`` (red, and anything above it) over the image."""
+    colours = plt.get_cmap("jet")(np.clip(np.asarray(heat, dtype=float) / max(vmax, 1e-12), 0, 1))[..., :3]
+    picture = (1 - alpha) * to_numpy_image(image) + alpha * colours
+    return np.round(picture * 255).astype(np.uint8)
+
+
 def level_legend(fig):
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LEVEL_COLORS]
     fig.legend(handles, LEVEL_NAMES, loc="lower center", ncol=3, frameon=False)

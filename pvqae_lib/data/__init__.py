@@ -7,13 +7,14 @@ from .transforms import augment
 from .downloads import DATASETS, download, download_file, extract
 from .imageset import DataError, ImageSet, concat
 from .load import DATASET_NAMES, load_dataset
-from .real import load_btad, load_folder, load_mtsd, load_mvtec, mtsd_split
+from .real import image_files, load_btad, load_folder, load_images, load_mtsd, load_mvtec, mtsd_split
 from .synthetic import CATEGORIES, DEFECT_KINDS, make_synthetic, render
 
 __all__ = [
     "DataError", "ImageSet", "concat",
     "make_synthetic", "render", "CATEGORIES", "DEFECT_KINDS",
     "load_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
+    "image_files", "load_images",
     "augment",
     "download", "download_file", "extract", "DATASETS",
 ]

@@ -105,6 +105,33 @@ def load_rows(rows: list[Row], size: int, category_names: list[str] | None = Non
     )
 
 
+def image_files(paths) -> list[Path]:
+    """The image files a user names: each path an image file or a folder of them (sorted, not
+    recursive). A missing path, a file that is not an image and an empty folder are errors."""
+    files = []
+    for path in (Path(p).expanduser() for p in paths):
+        if path.is_dir():
+            files += _images_in(path)
+        elif not path.is_file():
+            raise DataError(f"no such image or folder: {path}")
+        elif path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"{path} is not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        else:
+            files.append(path)
+    return files
+
+
+def load_images(paths: list[Path], size: int, category: str, category_names: list[str]) -> ImageSet:
+    """Unlabelled images, all of ``category`` (one of ``category_names``), resized as the loaders do.
+
+    For scoring new images with a trained run: the labels are 0 and the masks empty because nothing
+    is known about them; ``kinds`` are 'unknown'.
+    """
+    images = load_rows([Row(Path(p), None, "unknown", category) for p in paths], size, category_names)
+    images.labels.zero_()
+    return images
+
+
 # ---------------------------------------------------------------------------------------------
 # Folder helpers
 # ---------------------------------------------------------------------------------------------
