@@ -238,8 +238,9 @@ def cmd_predict(args) -> int:
         percentile = normal_percentile(result["image"], reference["image"])
         vmax = float(reference["image"].max())   # red: at least as high as any normal image's peak
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "maps").mkdir(exist_ok=True)
+    (out / "maps").mkdir(parents=True, exist_ok=True)
+    for old in (out / "maps").glob("[0-9][0-9][0-9][0-9]_*.png"):    # a --force rerun's stale pictures
+        old.unlink()
     scale = max(1, 256 // images.size)
     rows = ["image,score,normal_percentile,anomalous,map"]
     for i, path in enumerate(files):

@@ -1,6 +1,7 @@
 """``python -m pvqae_lib predict``: a user's own images scored by a finished run, and its bad input."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,14 +69,24 @@ def test_predict_writes_scores_maps_and_provenance(run_and_images, tmp_path, cap
 def test_predict_one_file_one_category_no_calibration(run_and_images, tmp_path, capsys):
     run, images = run_and_images
     out = tmp_path / "pred"
-    one = sorted(images.iterdir())[0]
+    one = next(f for f in sorted(images.iterdir()) if "good" not in f.name)   # not among the *_good.png below
     code, _, err = run_cli(["predict", "--run", run, "--images", one, "--out", out, "--category", "tile",
                             "--prior", "per-class", "--no-calibrate"], capsys)
     assert code == 0, err
     (row,) = read_rows(out)
     assert row["image"] == str(one) and row["normal_percentile"] == "" and row["anomalous"] == ""
+
     info = json.loads((out / "predictions.json").read_text())
     assert info["category"] == "tile" and info["prior"] == "per-class" and not info["calibrated_on_normal_test_images"]
+
+    # a quoted glob pattern is expanded (sorted); one that matches nothing is an error
+    code, _, err = run_cli(["predict", "--run", run, "--images", images / "*_good.png", "--out", out, "--force",
+                            "--no-calibrate"], capsys)
+    assert code == 0, err
+    assert [r["image"] for r in read_rows(out)] == [str(f) for f in sorted(images.glob("*_good.png"))]
+    assert sorted(p.name for p in (out / "maps").iterdir()) == sorted(Path(r["map"]).name for r in read_rows(out))
+    assert_usage_error(run_cli(["predict", "--run", run, "--images", images / "*.jpg", "--out", out, "--force"],
+                               capsys), "no file matches", "*.jpg")
 
 
 def test_predict_bad_input(run_and_images, tmp_path, capsys):

@@ -18,6 +18,7 @@ Layouts (chapter 1 shows each of them)
 """
 from __future__ import annotations
 
+import glob
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -106,11 +107,17 @@ def load_rows(rows: list[Row], size: int, category_names: list[str] | None = Non
 
 
 def image_files(paths) -> list[Path]:
-    """The image files a user names: each path an image file or a folder of them (sorted, not
-    recursive). A missing path, a file that is not an image and an empty folder are errors."""
+    """The image files a user names: each path an image file, a folder of them (sorted, not
+    recursive) or a quoted glob pattern such as ``'MT_Crack/Imgs/*.jpg'`` (sorted). A missing path,
+    a pattern that matches nothing, a file that is not an image and an empty folder are errors."""
     files = []
     for path in (Path(p).expanduser() for p in paths):
-        if path.is_dir():
+        if not path.exists() and any(c in str(path) for c in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(path)))
+            if not matches:
+                raise DataError(f"no file matches {path}")
+            files += image_files(matches)
+        elif path.is_dir():
             files += _images_in(path)
         elif not path.is_file():
             raise DataError(f"no such image or folder: {path}")
