@@ -320,3 +320,31 @@ def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
     with_lfq = pipeline.sweep_of(committed, "train.epochs", besides=("model.quantizer",))
     assert with_lfq == {**pipeline.sweep_of(committed, "train.epochs"), "synthetic_e100_lfq.json": 100}
     assert pipeline.sweep_of(pipeline.committed_results(start=tmp_path), "train.seed")["synthetic_seed1.json"] == 1
+
+
+@pytest.mark.parametrize("model, quantizer", [("pvqae", "vq"), ("vqvae", "vq"), ("pvqae", "lfq")])
+def test_a_step_under_float16_autocast(model, quantizer):
+    """The mixed-precision step that CUDA runs (float16 autocast, a gradient scaler), run here on the
+    CPU: every op accepts the half-precision tensors autocast makes, the losses are finite, and the
+    autoencoder and the discriminator both learn."""
+    from pvqae_lib.discriminator import PatchDiscriminator
+    from pvqae_lib.model import build_model
+    from pvqae_lib.train import StepParts, train_step
+    torch.manual_seed(0)
+    lfq = {"codebook_size": 256, "code_dim": 8} if quantizer == "lfq" else {}
+    mc = replace(tiny_model_config(), model=model, quantizer=quantizer, **lfq)
+    net, disc = build_model(mc), PatchDiscriminator(width=16)
+    before = [p.detach().clone() for p in (*net.parameters(), *disc.parameters())]
+    parts = StepParts(net, net, disc, disc, torch.optim.Adam(net.parameters(), lr=1e-3),
+                      torch.optim.Adam(disc.parameters(), lr=1e-3), torch.amp.GradScaler("cpu"),
+                      TrainConfig(), mc, True, 1)
+    x = torch.rand(4, 3, mc.image_size, mc.image_size)
+    dtypes = []
+    net.decoder.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    for _ in range(2):
+        logs = train_step(parts, x, lam=0.5, adv_on=True)
+    assert dtypes and set(dtypes) == {torch.float16}        # the step really ran in half precision
+    assert all(np.isfinite(v) for v in logs.values())
+    after = [*net.parameters(), *disc.parameters()]
+    changed = [not torch.equal(a, b) for a, b in zip(before, after)]
+    assert any(changed[:len(list(net.parameters()))]) and any(changed[len(list(net.parameters())):])
