@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -201,11 +202,9 @@ def cmd_predict(args) -> int:
     threshold is given), a heat-map picture per image in maps/, and predictions.json with what
     produced them."""
     import numpy as np
-    from PIL import Image
 
-    from .data import image_files, load_images
-    from .pipeline import normal_percentile, score
-    from .viz import heat_overlay
+    from .data import image_files
+    from .pipeline import normal_percentile, score, score_files
     run_dir, out = Path(args.run), Path(args.out)
     check_run(run_dir)
     if (out / PREDICTIONS).exists() and not args.force:
@@ -222,54 +221,75 @@ def cmd_predict(args) -> int:
     if category is None and (prior == "per-class" or args.standardize):
         raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
-    images = load_images(files, trained.model_config.image_size, category or names[0], names)
     cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
     normal_set = load_split(run, "train") if args.standardize else None
-    result = score(trained, images, prior, cfg, device=device, normal_set=normal_set)
 
-    percentile, vmax = None, float(result["s"].max())
+    normal_scores, vmax = None, None       # without calibration each picture is scaled to its own peak
     if not args.no_calibrate:       # the run's held-out normal images of the same category(ies)
         test_set = load_split(run, "test")
         keep = test_set.labels.numpy() == 0
         if category is not None:
             keep &= test_set.categories.numpy() == test_set.category_names.index(category)
-        reference = score(trained, test_set.subset(np.flatnonzero(keep).tolist()), prior, cfg, device=device,
-                          normal_set=normal_set)
-        percentile = normal_percentile(result["image"], reference["image"])
-        vmax = float(reference["image"].max())   # red: at least as high as any normal image's peak
+        normal_scores = score(trained, test_set.subset(np.flatnonzero(keep).tolist()), prior, cfg, device=device,
+                              normal_set=normal_set)["image"]
+        vmax = float(normal_scores.max())   # red: at least as high as any normal image's peak
 
-    (out / "maps").mkdir(parents=True, exist_ok=True)
+    # the pictures go to maps.partial/ first: an unreadable image half-way leaves no half output behind
+    created, partial = not out.exists(), out / "maps.partial"
+    rows, scores = ["image,score,normal_percentile,anomalous,map"], []
+    try:
+        partial.mkdir(parents=True, exist_ok=True)
+        for images, result in score_files(trained, files, category or names[0], prior, cfg, normal_set, device):
+            percentile = None if normal_scores is None else normal_percentile(result["image"], normal_scores)
+            for i, path in enumerate(images.paths):
+                n = len(scores)
+                name = f"{n:04d}_{Path(path).stem}.png"
+                save_heat_picture(images.images[i], result["s"][i], vmax, partial / name)
+                scores.append(float(result["image"][i]))
+                rows.append(",".join([csv_field(str(files[n])), f"{scores[-1]:.6g}",
+                                      "" if percentile is None else f"{percentile[i]:.1f}",
+                                      "" if args.threshold is None else str(int(scores[-1] > args.threshold)),
+                                      f"maps/{name}"]))
+    except BaseException:
+        shutil.rmtree(out if created else partial, ignore_errors=True)
+        raise
+    (out / "maps").mkdir(exist_ok=True)
     for old in (out / "maps").glob("[0-9][0-9][0-9][0-9]_*.png"):    # a --force rerun's stale pictures
         old.unlink()
-    scale = max(1, 256 // images.size)
-    rows = ["image,score,normal_percentile,anomalous,map"]
-    for i, path in enumerate(files):
-        picture = np.concatenate([np.round(images.images[i].permute(1, 2, 0).numpy() * 255).astype(np.uint8),
-                                  heat_overlay(images.images[i], result["s"][i], vmax)], axis=1)
-        name = Path("maps") / f"{i:04d}_{path.stem}.png"
-        Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale),
-                                        Image.NEAREST).save(out / name)
-        s = float(result["image"][i])
-        rows.append(",".join([csv_field(str(path)), f"{s:.6g}",
-                              "" if percentile is None else f"{percentile[i]:.1f}",
-                              "" if args.threshold is None else str(int(s > args.threshold)), str(name)]))
+    for picture in partial.iterdir():
+        picture.replace(out / "maps" / picture.name)
+    partial.rmdir()
     tmp = out / (PREDICTIONS + ".tmp")
     tmp.write_text("\n".join(rows) + "\n")
     tmp.replace(out / PREDICTIONS)
     write_json({"images": len(files), "prior": prior, "category": category, "standardized": args.standardize,
-                "calibrated_on_normal_test_images": percentile is not None, "threshold": args.threshold,
+                "calibrated_on_normal_test_images": normal_scores is not None, "threshold": args.threshold,
                 "heat_map_vmax": vmax, "run": str(run_dir), "model": trained.model_config.model,
                 "device": str(device), "seconds": round(time.time() - t0, 2), "git_commit": commit,
                 "command": args.command_line, "train_command": run["command"], "machine": machine()},
                out / "predictions.json")
 
-    order = np.argsort(-result["image"])
     print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {prior} prior) "
           f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
-    for i in order[:5]:
-        where = "" if percentile is None else f"  above {percentile[i]:.0f} % of normal test images"
-        print(f"  {result['image'][i]:.4g}  {files[i]}{where}")
+    for n in np.argsort(scores)[::-1][:5]:
+        where = "" if normal_scores is None else \
+            f"  above {normal_percentile([scores[n]], normal_scores)[0]:.0f} % of normal test images"
+        print(f"  {scores[n]:.4g}  {files[n]}{where}")
     return 0
+
+
+def save_heat_picture(image, heat, vmax: float | None, path: Path) -> None:
+    """The image beside its heat map (:func:`pvqae_lib.viz.heat_overlay`; ``vmax`` None: the map's
+    own maximum), scaled up by whole pixels to at least 256 px high, as a PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from .viz import heat_overlay
+    vmax = float(heat.max()) if vmax is None else vmax
+    picture = np.concatenate([np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+                              heat_overlay(image, heat, vmax)], axis=1)
+    scale = max(1, 256 // picture.shape[0])
+    Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST).save(path)
 
 
 def csv_field(text: str) -> str:

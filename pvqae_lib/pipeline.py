@@ -147,6 +147,21 @@ def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -
         indices.append([i.cpu() for i in out.indices])
     return torch.cat(recons), [torch.cat(level) for level in zip(*indices)]
 
+def score_files(trained: Trained, files: list, category: str, prior: str = "universal",
+                cfg: ScoreConfig | None = None, normal_set=None, device=None, chunk: int = 256):
+    """Score image files nobody has labelled, ``chunk`` at a time (a large folder never sits in
+    memory whole): yields (the chunk's ImageSet, its :func:`score` dict). All images are taken to
+    show ``category``, one of the run's categories (it picks the class token of a per-class prior
+    and the normal maps ``cfg.standardize`` compares with)."""
+    from .data import load_images
+    if category not in trained.category_names:
+        raise ValueError(f"unknown category {category!r}: the run was trained on {', '.join(trained.category_names)}")
+    for start in range(0, len(files), chunk):
+        images = load_images(files[start:start + chunk], trained.model_config.image_size, category,
+                             trained.category_names)
+        yield images, score(trained, images, prior, cfg, device=device, normal_set=normal_set)
+
+
 def normal_percentile(scores, normal_scores) -> np.ndarray:
     """For each image score, the percentage of normal images' scores below it: 100 means more
     anomalous than every normal image the run was checked on, 50 a typical normal image."""

@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import main
 from pvqae_lib.data import load_images, make_synthetic
-from pvqae_lib.pipeline import load_trained, normal_percentile, score
+from pvqae_lib.pipeline import load_trained, normal_percentile, score, score_files
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -117,3 +117,29 @@ def test_normal_percentile():
     with pytest.raises(ValueError):
         normal_percentile([1.0], [])
     assert normal_percentile(torch.tensor([1.0]).numpy(), np.array([0.0]))[0] == 100
+
+
+def test_an_unreadable_image_half_way_leaves_earlier_predictions_whole(run_and_images, tmp_path, capsys):
+    run, images = run_and_images
+    out = tmp_path / "pred"
+    assert run_cli(["predict", "--run", run, "--images", images, "--out", out, "--no-calibrate"], capsys)[0] == 0
+    before = (out / "predictions.csv").read_text(), sorted(p.name for p in (out / "maps").iterdir())
+    broken = tmp_path / "zz_broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    assert_usage_error(run_cli(["predict", "--run", run, "--images", images, broken, "--out", out, "--force",
+                                "--no-calibrate"], capsys), "zz_broken.png")
+    assert (out / "predictions.csv").read_text() == before[0]
+    assert sorted(p.name for p in (out / "maps").iterdir()) == before[1]
+    assert not (out / "maps.partial").exists()
+
+
+def test_score_files_in_chunks_equals_one_pass(run_and_images):
+    run, images = run_and_images
+    trained = load_trained(run / "model.pt")
+    files = sorted(images.iterdir())
+    chunks = list(score_files(trained, files, "weave", "per-class", chunk=4))
+    assert [len(c) for c, _ in chunks] == [4, 2]
+    whole = score(trained, load_images(files, 32, "weave", trained.category_names), "per-class")
+    np.testing.assert_allclose(np.concatenate([r["image"] for _, r in chunks]), whole["image"], rtol=1e-5)
+    with pytest.raises(ValueError, match="carpet"):
+        next(score_files(trained, files, "carpet"))
