@@ -216,8 +216,8 @@ def cmd_predict(args) -> int:
     names = trained.category_names
     prior = args.prior if trained.model_config.model == "pvqae" else "none"
     category = args.category or (names[0] if len(names) == 1 else None)
-    if category is not None and category not in names:
-        raise UsageError(f"unknown category {category!r}: the run was trained on {', '.join(names)}")
+    if category is not None:
+        trained.check_category(category)
     if category is None and (prior == "per-class" or args.standardize):
         raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
@@ -254,7 +254,7 @@ def cmd_predict(args) -> int:
         shutil.rmtree(out if created else partial, ignore_errors=True)
         raise
     (out / "maps").mkdir(exist_ok=True)
-    for old in (out / "maps").glob("[0-9][0-9][0-9][0-9]_*.png"):    # a --force rerun's stale pictures
+    for old in (out / "maps").glob("[0-9]*_*.png"):    # a --force rerun's stale pictures
         old.unlink()
     for picture in partial.iterdir():
         picture.replace(out / "maps" / picture.name)
@@ -551,5 +551,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
+        resume = "; the last finished epoch is saved, continue with --resume" if args.command == "train" else ""
+        print(f"interrupted{resume}", file=sys.stderr)
         return 130

@@ -38,6 +38,11 @@ class Trained:
     prior_losses: dict = field(default_factory=dict)
     seconds: float = 0.0
 
+    def check_category(self, name: str) -> None:
+        """A ValueError naming the run's categories unless ``name`` is one of them."""
+        if name not in self.category_names:
+            raise ValueError(f"unknown category {name!r}: the run was trained on {', '.join(self.category_names)}")
+
     def prior_classes(self, kind: str, categories: torch.Tensor) -> torch.Tensor:
         """Class-token ids: 0 for every image with a universal prior, the category per-class."""
         return torch.zeros_like(categories) if kind == "universal" else categories
@@ -154,8 +159,7 @@ def score_files(trained: Trained, files: list, category: str, prior: str = "univ
     show ``category``, one of the run's categories (it picks the class token of a per-class prior
     and the normal maps ``cfg.standardize`` compares with)."""
     from .data import load_images
-    if category not in trained.category_names:
-        raise ValueError(f"unknown category {category!r}: the run was trained on {', '.join(trained.category_names)}")
+    trained.check_category(category)
     for start in range(0, len(files), chunk):
         images = load_images(files[start:start + chunk], trained.model_config.image_size, category,
                              trained.category_names)

@@ -143,3 +143,16 @@ def test_score_files_in_chunks_equals_one_pass(run_and_images):
     np.testing.assert_allclose(np.concatenate([r["image"] for _, r in chunks]), whole["image"], rtol=1e-5)
     with pytest.raises(ValueError, match="carpet"):
         next(score_files(trained, files, "carpet"))
+
+
+def test_an_interrupt_hints_resume_only_for_train(monkeypatch, capsys):
+    import pvqae_lib.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_predict", interrupted)
+    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    code, _, err = run_cli(["predict", "--run", "r", "--images", "i", "--out", "o"], capsys)
+    assert code == 130 and err.strip() == "interrupted"
+    code, _, err = run_cli(["train", "--out", "r"], capsys)
+    assert code == 130 and "--resume" in err
