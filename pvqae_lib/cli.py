@@ -60,11 +60,14 @@ def write_json(obj, path: Path) -> None:
 
 def profile_from_args(args) -> Profile:
     """The named profile with the command line's overrides applied (every one is recorded)."""
+    if args.vq_level is not None and args.model != "vqvae":
+        raise UsageError("--vq-level applies to --model vqvae only (PVQAE routes each patch to a level)")
     p = get_profile(args.profile)
     m, t, pr = p.model, p.train, p.prior
     m = replace(m, model=args.model, quantizer=args.quantizer,
                 **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
-                                     "codebook_size": args.codebook_size}.items() if v is not None})
+                                     "codebook_size": args.codebook_size, "vq_level": args.vq_level}.items()
+                   if v is not None})
     if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 by default)
         if args.codebook_size is None:
             m = replace(m, **lfq_sizes())
@@ -457,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", choices=("constant", "cosine", "linear"))
     t.add_argument("--model", choices=("pvqae", "vqvae"), default="pvqae")
     t.add_argument("--quantizer", choices=("vq", "lfq"), default="vq")
+    t.add_argument("--vq-level", type=int, choices=(0, 1, 2),
+                   help="--model vqvae: the one level it quantizes, 0 coarsest .. 2 finest (default 2)")
     t.add_argument("--epochs", type=positive(int))
     t.add_argument("--batch-size", type=positive(int))
     t.add_argument("--lr", type=positive(float))

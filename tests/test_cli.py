@@ -196,4 +196,13 @@ def test_training_overrides_reach_the_recorded_profile():
     assert (p.model.image_size, p.model.tau, p.model.codebook_size) == (128, 2.0, 512)
     assert (p.train.lambda_max, p.train.epochs, p.train.augment) == (0.5, 3, False)
     default = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--profile", "quick"]))
-    assert default.train.augment is True
+    assert default.train.augment is True and default.model.vq_level == 2
+    middle = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--model", "vqvae", "--vq-level", "1"]))
+    assert middle.model.vq_level == 1
+
+
+def test_vq_level_is_for_the_vqvae_only(tmp_path, capsys):
+    assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--vq-level", "1"], capsys), "--vq-level", "vqvae")
+    assert_usage_error(run_cli(["train", "--out", tmp_path / "r", "--model", "vqvae", "--vq-level", "3"], capsys),
+                       "--vq-level")
+    assert not (tmp_path / "r").exists()
