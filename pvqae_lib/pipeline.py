@@ -134,7 +134,6 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     return sc
 
 
-
 @torch.no_grad()
 def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -> tuple[torch.Tensor, list]:
     """The model's own reconstructions (with the router's budget) and code indices of many images.
@@ -151,6 +150,7 @@ def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -
         recons.append(out.recon.cpu())
         indices.append([i.cpu() for i in out.indices])
     return torch.cat(recons), [torch.cat(level) for level in zip(*indices)]
+
 
 def score_files(trained: Trained, files: list, category: str, prior: str = "universal",
                 cfg: ScoreConfig | None = None, normal_set=None, device=None, chunk: int = 256):
