@@ -207,7 +207,7 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .data import image_files
-    from .pipeline import normal_percentile, score, score_files
+    from .pipeline import normal_maps, normal_percentile, score, score_files
     run_dir, out = Path(args.run), Path(args.out)
     check_run(run_dir)
     if (out / PREDICTIONS).exists() and not args.force:
@@ -225,7 +225,7 @@ def cmd_predict(args) -> int:
         raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
     cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
-    normal_set = load_split(run, "train") if args.standardize else None
+    reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
 
     normal_scores, vmax = None, None       # without calibration each picture is scaled to its own peak
     if not args.no_calibrate:       # the run's held-out normal images of the same category(ies)
@@ -234,23 +234,24 @@ def cmd_predict(args) -> int:
         if category is not None:
             keep &= test_set.categories.numpy() == test_set.category_names.index(category)
         normal_scores = score(trained, test_set.subset(np.flatnonzero(keep).tolist()), prior, cfg, device=device,
-                              normal_set=normal_set)["image"]
+                              reference=reference)["image"]
         vmax = float(normal_scores.max())   # red: at least as high as any normal image's peak
 
     # the pictures go to maps.partial/ first: an unreadable image half-way leaves no half output behind
     created, partial = not out.exists(), out / "maps.partial"
-    rows, scores = ["image,score,normal_percentile,anomalous,map"], []
+    rows, scores, percentiles = ["image,score,normal_percentile,anomalous,map"], [], []
     try:
         partial.mkdir(parents=True, exist_ok=True)
-        for images, result in score_files(trained, files, category or names[0], prior, cfg, normal_set, device):
-            percentile = None if normal_scores is None else normal_percentile(result["image"], normal_scores)
+        for images, result in score_files(trained, files, category or names[0], prior, cfg, reference, device):
+            if normal_scores is not None:
+                percentiles += normal_percentile(result["image"], normal_scores).tolist()
             for i, path in enumerate(images.paths):
                 n = len(scores)
                 name = f"{n:04d}_{Path(path).stem}.png"
                 save_heat_picture(images.images[i], result["s"][i], vmax, partial / name)
                 scores.append(float(result["image"][i]))
                 rows.append(",".join([csv_field(str(files[n])), f"{scores[-1]:.6g}",
-                                      "" if percentile is None else f"{percentile[i]:.1f}",
+                                      f"{percentiles[n]:.1f}" if percentiles else "",
                                       "" if args.threshold is None else str(int(scores[-1] > args.threshold)),
                                       f"maps/{name}"]))
     except BaseException:
@@ -275,8 +276,7 @@ def cmd_predict(args) -> int:
     print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {prior} prior) "
           f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
     for n in np.argsort(scores)[::-1][:5]:
-        where = "" if normal_scores is None else \
-            f"  above {normal_percentile([scores[n]], normal_scores)[0]:.0f} % of normal test images"
+        where = f"  above {percentiles[n]:.0f} % of normal test images" if percentiles else ""
         print(f"  {scores[n]:.4g}  {files[n]}{where}")
     return 0
 
@@ -287,9 +287,9 @@ def save_heat_picture(image, heat, vmax: float | None, path: Path) -> None:
     import numpy as np
     from PIL import Image
 
-    from .viz import heat_overlay
+    from .viz import heat_overlay, to_numpy_image
     vmax = float(heat.max()) if vmax is None else vmax
-    picture = np.concatenate([np.round(image.permute(1, 2, 0).numpy() * 255).astype(np.uint8),
+    picture = np.concatenate([np.round(to_numpy_image(image) * 255).astype(np.uint8),
                               heat_overlay(image, heat, vmax)], axis=1)
     scale = max(1, 256 // picture.shape[0])
     Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST).save(path)

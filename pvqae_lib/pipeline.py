@@ -102,13 +102,26 @@ def load_trained(path: Path, device=None) -> Trained:
                    ckpt["prior_losses"], ckpt["seconds"])
 
 
+def normal_maps(trained: Trained, normal_set, prior: str = "universal", cfg: ScoreConfig | None = None,
+                device=None) -> dict:
+    """The anomaly maps of ``normal_set``'s images, by category name: what ``cfg.standardize``
+    compares each position with. :func:`score` computes them from its ``normal_set``; compute them
+    once and pass them as ``reference`` to score many batches against the same normal images."""
+    p = trained.priors.get(prior) if prior != "none" else None
+    classes = trained.prior_classes(prior, normal_set.categories) if p is not None else None
+    maps = score_dataset(trained.model, normal_set, p, classes, cfg or ScoreConfig(), device=device)["s"]
+    categories = normal_set.categories.numpy()
+    return {name: maps[categories == c] for c, name in enumerate(normal_set.category_names)}
+
+
 def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None,
-          normal_set=None) -> dict:
+          normal_set=None, reference: dict | None = None) -> dict:
     """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone).
 
     With ``cfg.standardize`` every category's maps are standardized position by position against
     the maps of that category's images in ``normal_set`` (the training images: in the one-class
-    setting the only normal images there are), and the image score is the maximum of that map.
+    setting the only normal images there are), or against ``reference``, those maps computed
+    beforehand by :func:`normal_maps`; the image score is then the maximum of that map.
     """
     cfg = cfg or ScoreConfig()
     if prior not in ("none",) + PRIOR_KINDS:
@@ -116,20 +129,20 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     p = trained.priors.get(prior) if prior != "none" else None
     if prior != "none" and p is None and trained.model_config.model == "pvqae":
         raise ValueError(f"this model has no {prior} prior")
-    if cfg.standardize and normal_set is None:
+    if cfg.standardize and normal_set is None and reference is None:
         raise ValueError("ScoreConfig(standardize=True) needs normal_set: the normal images whose maps set "
                          "each position's mean and spread")
     classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
     sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
     if cfg.standardize:
-        ref_classes = trained.prior_classes(prior, normal_set.categories) if p is not None else None
-        ref = score_dataset(trained.model, normal_set, p, ref_classes, cfg, device=device)["s"]
-        cats, ref_cats = test_set.categories.numpy(), normal_set.categories.numpy()
+        if reference is None:
+            reference = normal_maps(trained, normal_set, prior, cfg, device)
+        cats = test_set.categories.numpy()
         for c, name in enumerate(test_set.category_names):
-            if name not in normal_set.category_names:
+            if name not in reference:
                 raise ValueError(f"normal_set has no images of category {name!r}")
             sel = cats == c
-            sc["s"][sel] = standardize(sc["s"][sel], ref[ref_cats == normal_set.category_names.index(name)])
+            sc["s"][sel] = standardize(sc["s"][sel], reference[name])
         sc["image"] = sc["s"].reshape(len(sc["s"]), -1).max(1)      # as anomaly_maps: the map's maximum
     return sc
 
@@ -153,17 +166,18 @@ def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -
 
 
 def score_files(trained: Trained, files: list, category: str, prior: str = "universal",
-                cfg: ScoreConfig | None = None, normal_set=None, device=None, chunk: int = 256):
+                cfg: ScoreConfig | None = None, reference: dict | None = None, device=None, chunk: int = 256):
     """Score image files nobody has labelled, ``chunk`` at a time (a large folder never sits in
     memory whole): yields (the chunk's ImageSet, its :func:`score` dict). All images are taken to
     show ``category``, one of the run's categories (it picks the class token of a per-class prior
-    and the normal maps ``cfg.standardize`` compares with)."""
+    and the normal maps ``cfg.standardize`` compares with: ``reference``, from :func:`normal_maps`,
+    computed once for every chunk)."""
     from .data import load_images
     trained.check_category(category)
     for start in range(0, len(files), chunk):
         images = load_images(files[start:start + chunk], trained.model_config.image_size, category,
                              trained.category_names)
-        yield images, score(trained, images, prior, cfg, device=device, normal_set=normal_set)
+        yield images, score(trained, images, prior, cfg, device=device, reference=reference)
 
 
 def normal_percentile(scores, normal_scores) -> np.ndarray:

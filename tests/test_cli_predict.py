@@ -11,7 +11,9 @@ from PIL import Image
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import main
 from pvqae_lib.data import load_images, make_synthetic
-from pvqae_lib.pipeline import load_trained, normal_percentile, score, score_files
+from pvqae_lib.cli import load_split
+from pvqae_lib.config import ScoreConfig
+from pvqae_lib.pipeline import load_trained, normal_maps, normal_percentile, score, score_files
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -156,3 +158,38 @@ def test_an_interrupt_hints_resume_only_for_train(monkeypatch, capsys):
     assert code == 130 and err.strip() == "interrupted"
     code, _, err = run_cli(["train", "--out", "r"], capsys)
     assert code == 130 and "--resume" in err
+
+
+def test_standardized_chunks_use_normal_maps_computed_once(run_and_images, monkeypatch):
+    """score(reference=normal_maps(...)) equals score(normal_set=...), and score_files scores the
+    normal images once, not once per chunk."""
+    import pvqae_lib.pipeline as pipeline
+    run, images = run_and_images
+    trained = load_trained(run / "model.pt")
+    files = sorted(images.iterdir())
+    train_set = load_split(json.loads((run / "config.json").read_text()), "train")
+    cfg = ScoreConfig(standardize=True)
+    whole = score(trained, load_images(files, 32, "disc", trained.category_names), "universal", cfg,
+                  normal_set=train_set)
+    reference = normal_maps(trained, train_set, "universal", cfg)
+    assert sorted(reference) == sorted(trained.category_names)
+    calls = []
+    real = pipeline.score_dataset
+    monkeypatch.setattr(pipeline, "score_dataset", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    chunks = list(score_files(trained, files, "disc", "universal", cfg, reference, chunk=4))
+    assert calls == [4, 2]                       # the chunks only: no normal image scored again
+    np.testing.assert_allclose(np.concatenate([r["image"] for _, r in chunks]), whole["image"], rtol=1e-5)
+
+
+def test_predict_standardized(run_and_images, tmp_path, capsys):
+    run, images = run_and_images
+    out = tmp_path / "pred"
+    code, _, err = run_cli(["predict", "--run", run, "--images", images, "--out", out, "--standardize",
+                            "--category", "weave"], capsys)
+    assert code == 0, err
+    trained = load_trained(run / "model.pt")
+    train_set = load_split(json.loads((run / "config.json").read_text()), "train")
+    expected = score(trained, load_images(sorted(images.iterdir()), 32, "weave", trained.category_names),
+                     "universal", ScoreConfig(standardize=True), normal_set=train_set)["image"]
+    np.testing.assert_allclose([float(r["score"]) for r in read_rows(out)], expected, rtol=1e-4)
+    assert json.loads((out / "predictions.json").read_text())["standardized"] is True
