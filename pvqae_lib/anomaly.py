@@ -234,6 +234,32 @@ def synthesize_anomaly(image: torch.Tensor, generator: torch.Generator | None = 
     return blend(image, texture.clamp(0, 1), alpha * mask, beta), mask[None]
 
 
+def paint_anomalies(images: torch.Tensor, generator: torch.Generator | None = None, is_object=None,
+                    cfg: AnomalyConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic anomalies on a batch of normal images (B, 3, H, W), for training an autoencoder
+    to restore them (DRÆM's reconstructive training, LFQUIAD Sec. 3.2-3.4).
+
+    Each image gets an anomaly with probability ``cfg.anomaly_prob`` (:func:`synthesize_anomaly`),
+    its content taken from another image of the batch with probability ``cfg.self_texture_prob``,
+    else from the synthetic generator; images whose ``is_object`` entry is true get it only on
+    their estimated foreground. Returns (images with anomalies, masks (B, 1, H, W)); the input
+    batch is not modified.
+    """
+    cfg = cfg or AnomalyConfig()
+    B, _, H, W = images.shape
+    out, masks = images.clone(), images.new_zeros(B, 1, H, W)
+    for i in range(B):
+        if float(torch.rand((), generator=generator)) >= cfg.anomaly_prob:
+            continue
+        foreground = estimate_foreground(images[i].cpu()) if is_object is not None and is_object[i] else None
+        texture = None
+        if B > 1 and float(torch.rand((), generator=generator)) < cfg.self_texture_prob:
+            texture = images[(i + 1 + int(torch.randint(B - 1, (), generator=generator))) % B].cpu()
+        painted, mask = synthesize_anomaly(images[i].cpu(), generator, foreground, texture, cfg)
+        out[i], masks[i] = painted.to(out), mask.to(masks)
+    return out, masks
+
+
 class AnomalySynthesizer:
     """Seeded batches of (images, masks) made from a normal ImageSet, DRÆM-style (Chapter 10).
 
@@ -285,4 +311,4 @@ class AnomalySynthesizer:
 
 
 __all__ = ["AnomalyConfig", "OBJECT_CATEGORIES", "perlin_noise", "perlin_mask", "estimate_foreground",
-           "anomaly_mask", "alter_texture", "blend", "synthesize_anomaly", "AnomalySynthesizer"]
+           "anomaly_mask", "alter_texture", "blend", "synthesize_anomaly", "paint_anomalies", "AnomalySynthesizer"]

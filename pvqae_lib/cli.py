@@ -78,10 +78,15 @@ def profile_from_args(args) -> Profile:
                                    if v is not None})
     if args.no_augment:
         t = replace(t, augment=False)
+    if args.restore_anomalies:
+        t = replace(t, restore_anomalies=True)
     if args.prior_steps is not None:
         pr = replace(pr, steps=args.prior_steps)
+    if args.head_steps is not None and not args.head:
+        raise UsageError("--head-steps applies with --head only")
+    h = replace(p.head, enabled=args.head, **({"steps": args.head_steps} if args.head_steps is not None else {}))
     num_train = args.num_train if args.num_train is not None else p.num_train
-    return replace(p, model=m, train=t, prior=pr, num_train=num_train)
+    return replace(p, model=m, train=t, prior=pr, head=h, num_train=num_train)
 
 
 def load_split(run: dict, split: str):
@@ -165,6 +170,25 @@ def open_run(run_dir: Path, device):
     return load_trained(run_dir / MODEL_FILE, device), json.loads((run_dir / "config.json").read_text())
 
 
+def scoring_of(args, trained, run, run_dir: Path):
+    """(prior, ScoreConfig) that ``--prior``, ``--standardize`` and ``--scorer`` ask of a run."""
+    if args.scorer == "head":
+        if trained.head is None:
+            raise UsageError(f"run {run_dir} has no segmentation head: train it with --head")
+        if args.prior not in (None, "none"):
+            raise UsageError("--scorer head scores the model's own reconstruction: it takes no --prior")
+    if args.scorer == "head" or trained.model_config.model != "pvqae":
+        prior = "none"
+    else:
+        prior = args.prior or "universal"
+    return prior, replace(profile_from_dict(run["profile"]).score, standardize=args.standardize, scorer=args.scorer)
+
+
+def describe_scoring(prior: str, cfg) -> str:
+    """'universal prior', 'segmentation head, standardized', ... for a printout."""
+    return ("segmentation head" if cfg.scorer == "head" else f"{prior} prior") + (", standardized" if cfg.standardize else "")
+
+
 def cmd_evaluate(args) -> int:
     from .pipeline import evaluate
     run_dir = Path(args.run)
@@ -175,9 +199,8 @@ def cmd_evaluate(args) -> int:
     t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
     device = get_device(args.device)
     trained, run = open_run(run_dir, device)
-    prior = args.prior if trained.model_config.model == "pvqae" else "none"
+    prior, cfg = scoring_of(args, trained, run, run_dir)
     test_set = load_split(run, "test")
-    cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
     normal_set = load_split(run, "train") if args.standardize else None
     result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
     result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
@@ -188,8 +211,7 @@ def cmd_evaluate(args) -> int:
                   data=run["data"], machine=machine())
     out_json.parent.mkdir(parents=True, exist_ok=True)
     write_json(result, out_json)
-    scoring = f"{prior} prior" + (", standardized" if args.standardize else "")
-    print(f"{result['model']} ({scoring}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
+    print(f"{result['model']} ({describe_scoring(prior, cfg)}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
           f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
     return 0
 
@@ -217,14 +239,13 @@ def cmd_predict(args) -> int:
     device = get_device(args.device)
     trained, run = open_run(run_dir, device)
     names = trained.category_names
-    prior = args.prior if trained.model_config.model == "pvqae" else "none"
+    prior, cfg = scoring_of(args, trained, run, run_dir)
     category = args.category or (names[0] if len(names) == 1 else None)
     if category is not None:
         trained.check_category(category)
     if category is None and (prior == "per-class" or args.standardize):
         raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
-    cfg = replace(profile_from_dict(run["profile"]).score, standardize=args.standardize)
     reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
 
     normal_scores, vmax = None, None       # without calibration each picture is scaled to its own peak
@@ -266,14 +287,15 @@ def cmd_predict(args) -> int:
     tmp = out / (PREDICTIONS + ".tmp")
     tmp.write_text("\n".join(rows) + "\n")
     tmp.replace(out / PREDICTIONS)
-    write_json({"images": len(files), "prior": prior, "category": category, "standardized": args.standardize,
+    write_json({"images": len(files), "prior": prior, "scorer": cfg.scorer, "category": category,
+                "standardized": args.standardize,
                 "calibrated_on_normal_test_images": normal_scores is not None, "threshold": args.threshold,
                 "heat_map_vmax": vmax, "run": str(run_dir), "model": trained.model_config.model,
                 "device": str(device), "seconds": round(time.time() - t0, 2), "git_commit": commit,
                 "command": args.command_line, "train_command": run["command"], "machine": machine()},
                out / "predictions.json")
 
-    print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {prior} prior) "
+    print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {describe_scoring(prior, cfg)}) "
           f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
     for n in np.argsort(scores)[::-1][:5]:
         where = f"  above {percentiles[n]:.0f} % of normal test images" if percentiles else ""
@@ -467,20 +489,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=positive(float))
     t.add_argument("--lr-schedule", choices=("constant", "cosine"), help="learning rate over training (default cosine)")
     t.add_argument("--no-augment", action="store_true", help="train without random flips and colour jitter")
+    t.add_argument("--restore-anomalies", action="store_true",
+                   help="LFQUIAD/DRAEM: train on inputs with synthetic anomalies to rebuild the normal image")
     t.add_argument("--image-size", type=positive(int))
     t.add_argument("--width", type=positive(int))
     t.add_argument("--codebook-size", type=positive(int))
     t.add_argument("--num-train", type=positive(int), help="synthetic: normal training images per category")
     t.add_argument("--prior-steps", type=positive(int))
+    t.add_argument("--head", action="store_true",
+                   help="then train LFQUIAD's segmentation head on synthetic anomalies (evaluate --scorer head)")
+    t.add_argument("--head-steps", type=positive(int), help="--head: its training steps")
     t.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="score a trained run's test split and write JSON")
     e.add_argument("--run", required=True)
-    e.add_argument("--prior", choices=("none", "universal", "per-class"), default="universal")
+    e.add_argument("--prior", choices=("none", "universal", "per-class"), help="default: universal")
     e.add_argument("--standardize", action="store_true",
                    help="score each pixel against the training images' maps at its position (a book choice, chapter 7)")
+    e.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae",
+                   help="pvqae: S = S_prior x S_recon (the paper); head: LFQUIAD's segmentation head (train --head)")
     e.add_argument("--json", required=True)
     e.add_argument("--force", action="store_true", help="overwrite an existing JSON file")
     e.add_argument("--device")
@@ -519,11 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", required=True, help="a run directory made by train")
     pr.add_argument("--images", required=True, nargs="+", help="image files and/or folders of images")
     pr.add_argument("--out", required=True, help="folder for predictions.csv, predictions.json and maps/")
-    pr.add_argument("--prior", choices=("none", "universal", "per-class"), default="universal")
+    pr.add_argument("--prior", choices=("none", "universal", "per-class"), help="default: universal")
     pr.add_argument("--category", help="the category the images show (needed when the run has several and "
                                        "--prior per-class or --standardize is used)")
     pr.add_argument("--standardize", action="store_true",
                     help="standardize each pixel against the run's normal training images (as evaluate)")
+    pr.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae", help="as evaluate --scorer")
     pr.add_argument("--threshold", type=float, help="flag images whose score is above this value")
     pr.add_argument("--no-calibrate", action="store_true",
                     help="do not score the run's held-out normal images (no percentile column)")

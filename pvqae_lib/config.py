@@ -60,6 +60,7 @@ class TrainConfig:
     disc_weight: float = 0.1        # adversarial weight, times VQGAN's adaptive factor
     disc_start: float = 0.5         # fraction of training before the discriminator joins
     augment: bool = True            # random flips and colour jitter, as in the paper
+    restore_anomalies: bool = False # LFQUIAD/DRÆM: inputs carry synthetic anomalies, the target is the normal image
     seed: int = 0
     amp: bool = True                # mixed precision, used only where CUDA is present
     num_workers: int = 0
@@ -88,11 +89,32 @@ class PriorConfig:
 
 
 @dataclass
+class HeadConfig:
+    """LFQUIAD's discriminative subnetwork (Sec. 3.3): a segmentation head trained after the
+    autoencoder on synthetic anomalies, whose map is the LFQUIAD score (Sec. 3.5)."""
+    enabled: bool = False           # train one as the last part of ``train`` (``--head``)
+    steps: int = 1500               # more overfits the painter: 4000 steps lost 17 points (Chapter 10)
+    batch_size: int = 16
+    lr: float = 1e-3                # LFQUIAD: 1e-4 for 800 epochs; a short run needs more
+    width: int = 8
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.width < 1:
+            raise ValueError("head steps, batch_size and width must be >= 1")
+
+
+@dataclass
 class ScoreConfig:
     """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
     smooth_sigma: float = 2.0       # Gaussian smoothing of S in pixels at 64 px (scaled with size)
     use_prior: bool = True          # False: S = S_recon from the routed budget (ablation)
     standardize: bool = False       # True: each pixel against normal maps at its position (a book choice)
+    scorer: str = "pvqae"           # 'pvqae': S = S_prior x S_recon; 'head': LFQUIAD's segmentation head
+    head_sigma: float = 1.0         # Gaussian smoothing of the head's map in pixels at 64 px
+
+    def __post_init__(self):
+        if self.scorer not in ("pvqae", "head"):
+            raise ValueError(f"scorer must be pvqae or head, got {self.scorer!r}")
 
 
 @dataclass
@@ -103,6 +125,7 @@ class Profile:
     train: TrainConfig
     prior: PriorConfig
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
     num_train: int = 160            # synthetic normal images per category for training
     num_test: int = 120             # synthetic test images per category
     sweep_epochs: int = 4           # shorter runs for chapter sweeps (λ schedules, λmax)
@@ -160,7 +183,8 @@ def machine() -> str:
 
 def profile_from_dict(data: dict) -> Profile:
     """Rebuild a :class:`Profile` from ``Profile.to_dict()`` (a run's recorded configuration)."""
-    parts = {"model": ModelConfig, "train": TrainConfig, "prior": PriorConfig, "score": ScoreConfig}
+    parts = {"model": ModelConfig, "train": TrainConfig, "prior": PriorConfig, "score": ScoreConfig,
+             "head": HeadConfig}
     return Profile(**{k: (from_dict(parts[k], v) if k in parts else v) for k, v in data.items()
                       if k in {f.name for f in fields(Profile)}})
 
@@ -193,6 +217,6 @@ def from_dict(cls, data: dict):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "Profile", "quick_profile",
+__all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "HeadConfig", "Profile", "quick_profile",
            "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "changed_settings",
            "flat_settings", "replace"]

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from . import metrics
-from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
+from .config import (HeadConfig, ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
                      flat_settings, from_dict)
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
 from .scoring import score_dataset, standardize
+from .segmentation import SegmentationHead, head_maps, train_head
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
 MODEL_FILE = "model.pt"
@@ -29,11 +30,13 @@ PRIOR_KINDS = ("universal", "per-class")
 
 @dataclass
 class Trained:
-    """A trained autoencoder with its budget priors (none for the VQVAE)."""
+    """A trained autoencoder with its budget priors (none for the VQVAE) and, if it was trained
+    with one, LFQUIAD's segmentation head."""
     model: torch.nn.Module
     model_config: ModelConfig
     category_names: list
     priors: dict = field(default_factory=dict)        # 'universal' / 'per-class' -> BudgetPrior
+    head: SegmentationHead | None = None
     history: dict = field(default_factory=dict)
     prior_losses: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -51,7 +54,9 @@ class Trained:
 def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=None, progress: bool = True,
         epoch_callback=None, prior_kinds=PRIOR_KINDS) -> Trained:
     """Train the autoencoder, then (PVQAE only) the Budget Prior Transformers in ``prior_kinds``
-    (universal and per-class by default; a sweep that scores with one kind can skip the other)."""
+    (universal and per-class by default; a sweep that scores with one kind can skip the other),
+    then, if ``profile.head.enabled``, LFQUIAD's segmentation head on synthetic anomalies of
+    ``train_set`` (its history goes to ``trained.history['head']``)."""
     unknown = set(prior_kinds) - set(PRIOR_KINDS)
     if unknown or not prior_kinds:
         raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
@@ -70,6 +75,11 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
             prior, losses = fit_prior(levels, classes, profile.model.num_levels, num_classes, profile.prior,
                                       seed=profile.train.seed, device=device, progress=progress)
             trained.priors[kind], trained.prior_losses[kind] = prior, losses
+    if profile.head.enabled:
+        h = profile.head
+        trained.head, head_history = train_head(model, train_set, h.steps, h.batch_size, h.lr, profile.train.seed,
+                                                h.width, progress=progress)
+        trained.history["head"] = head_history
     trained.seconds = time.time() - t0
     return trained
 
@@ -82,6 +92,8 @@ def save_trained(trained: Trained, path: Path, extra: dict | None = None) -> Non
                  "priors": {k: {"state": p.state_dict(), "num_levels": p.num_levels, "num_tokens": p.num_tokens,
                                 "num_classes": p.num_classes} for k, p in trained.priors.items()},
                  "prior_config": asdict(next(iter(trained.priors.values())).cfg) if trained.priors else None,
+                 "head": None if trained.head is None else {"state": trained.head.state_dict(),
+                                                             "width": trained.head.width},
                  **(extra or {})}, path)
 
 
@@ -98,8 +110,13 @@ def load_trained(path: Path, device=None) -> Trained:
         prior = BudgetPrior(p["num_levels"], p["num_tokens"], p["num_classes"], from_dict(PriorConfig, ckpt["prior_config"]))
         prior.load_state_dict(p["state"])
         priors[kind] = prior.to(device).eval()
-    return Trained(model.to(device).eval(), cfg, ckpt["category_names"], priors, ckpt["history"],
-                   ckpt["prior_losses"], ckpt["seconds"])
+    head = None
+    if ckpt.get("head") is not None:                 # models saved before heads existed have no key
+        head = SegmentationHead(ckpt["head"]["width"])
+        head.load_state_dict(ckpt["head"]["state"])
+        head = head.to(device).eval()
+    return Trained(model.to(device).eval(), cfg, ckpt["category_names"], priors=priors, head=head,
+                   history=ckpt["history"], prior_losses=ckpt["prior_losses"], seconds=ckpt["seconds"])
 
 
 def normal_maps(trained: Trained, normal_set, prior: str = "universal", cfg: ScoreConfig | None = None,
@@ -118,7 +135,9 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
           normal_set=None, reference: dict | None = None) -> dict:
     """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone).
 
-    With ``cfg.standardize`` every category's maps are standardized position by position against
+    ``cfg.scorer='head'`` replaces the maps and image scores by those of the run's segmentation
+    head (LFQUIAD Sec. 3.5, :func:`head_scores`); the head sees the model's own reconstruction, so
+    ``prior`` must then be 'none'. With ``cfg.standardize`` every category's maps are standardized position by position against
     the maps of that category's images in ``normal_set`` (the training images: in the one-class
     setting the only normal images there are), or against ``reference``, those maps computed
     beforehand by :func:`normal_maps`; the image score is then the maximum of that map.
@@ -132,8 +151,12 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     if cfg.standardize and normal_set is None and reference is None:
         raise ValueError("ScoreConfig(standardize=True) needs normal_set: the normal images whose maps set "
                          "each position's mean and spread")
+    if cfg.scorer == "head" and prior != "none":
+        raise ValueError(f"the segmentation head scores the model's own reconstruction: prior must be none, got {prior!r}")
     classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
     sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+    if cfg.scorer == "head":
+        sc["s"], sc["image"] = head_scores(trained, test_set, cfg, device=device)
     if cfg.standardize:
         if reference is None:
             reference = normal_maps(trained, normal_set, prior, cfg, device)
@@ -145,6 +168,23 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
             sc["s"][sel] = standardize(sc["s"][sel], reference[name])
         sc["image"] = sc["s"].reshape(len(sc["s"]), -1).max(1)      # as anomaly_maps: the map's maximum
     return sc
+
+
+def head_scores(trained: Trained, data, cfg: ScoreConfig | None = None, batch_size: int = 32,
+                device=None) -> tuple[np.ndarray, np.ndarray]:
+    """The segmentation head's anomaly maps (N, H, W) and image scores (N,) of an ImageSet:
+    LFQUIAD's score (Sec. 3.5), the head's probabilities smoothed by ``cfg.head_sigma`` pixels at
+    64 px, the image score their maximum (as for S)."""
+    if trained.head is None:
+        raise ValueError("this run has no segmentation head: train it with --head")
+    cfg = cfg or ScoreConfig()
+    device = device or next(trained.model.parameters()).device
+    maps, scores = [], []
+    for start in range(0, len(data), batch_size):
+        m, s = head_maps(trained.head, trained.model, data.images[start:start + batch_size].to(device),
+                         sigma=cfg.head_sigma, image_score="max")
+        maps.append(m.cpu()), scores.append(s.cpu())
+    return torch.cat(maps).numpy(), torch.cat(scores).numpy()
 
 
 @torch.no_grad()
@@ -240,8 +280,8 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     return result
 
 
-TRAINING_CODE = ("budget.py", "config.py", "discriminator.py", "model.py", "prior.py", "quantize.py", "routing.py",
-                 "train.py", "data/synthetic.py", "data/real.py", "data/transforms.py")
+TRAINING_CODE = ("anomaly.py", "budget.py", "config.py", "discriminator.py", "model.py", "prior.py", "quantize.py",
+                 "routing.py", "segmentation.py", "train.py", "data/synthetic.py", "data/real.py", "data/transforms.py")
 
 
 def code_version() -> str:

@@ -39,7 +39,7 @@ class SegmentationHead(nn.Module):
 
     def __init__(self, width: int = 8, in_channels: int = 6, prior: float = 0.01):
         super().__init__()
-        w = width
+        self.width = w = width
         self.enc1, self.enc2, self.enc3 = conv_block(in_channels, w), conv_block(w, 2 * w), conv_block(2 * w, 4 * w)
         self.dec2, self.dec1 = conv_block(4 * w + 2 * w, 2 * w), conv_block(2 * w + w, w)
         self.out = nn.Conv2d(w, 1, 1)

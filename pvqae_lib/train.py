@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
+from .anomaly import OBJECT_CATEGORIES, paint_anomalies
 from .budget import budget_loss, lambda_at, patch_entropy
 from .config import ModelConfig, TrainConfig
 from .data import augment
@@ -90,7 +91,9 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
     """Train PVQAE (or the VQVAE baseline) on the normal images of ``data`` (an ImageSet).
 
     Loss per step (Sec. III-B.2): L = L_VQ + w_adv·L_ADV + λ(t)·L_Budget, with λ(t) rising from
-    0 to λmax by ``cfg.schedule``. Returns (model, history): history is a dict of per-step lists
+    0 to λmax by ``cfg.schedule``. With ``cfg.restore_anomalies`` (LFQUIAD's reconstructive
+    subnetwork, after DRÆM) about half the inputs carry synthetic anomalies
+    (:func:`pvqae_lib.anomaly.paint_anomalies`) and the reconstruction target is the normal image. Returns (model, history): history is a dict of per-step lists
     (loss, rec, budget, lambda, share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after
     each epoch (chapter 5 uses it to snapshot allocation maps).
     """
@@ -127,6 +130,7 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
     parts = StepParts(net, model, disc, net_d, opt, opt_d, scaler, cfg, model_cfg, use_amp, world)
     sampler = DistributedSampler(range(len(data)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
+    is_object = torch.tensor([data.category_names[c] in OBJECT_CATEGORIES for c in data.categories.tolist()])
     steps_per_epoch = max(1, len(sampler) // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
@@ -139,8 +143,10 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         t0 = time.time()
         for i in bar:
             step = epoch * steps_per_epoch + i
-            x = data.images[order[i * cfg.batch_size:(i + 1) * cfg.batch_size]]
-            x = (augment(x, g) if cfg.augment else x).to(device, non_blocking=True)
+            index = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = augment(data.images[index], g) if cfg.augment else data.images[index]
+            x_in = paint_anomalies(x, g, is_object[index].tolist())[0] if cfg.restore_anomalies else x
+            x, x_in = x.to(device, non_blocking=True), x_in.to(device, non_blocking=True)
             progress_t = step / max(1, total - 1)
             lam = lambda_at(progress_t, cfg.lambda_max, cfg.schedule)
             lr = lr_at(progress_t, cfg.lr, cfg.lr_schedule)
@@ -148,7 +154,7 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                 group["lr"] = lr
             adv_on = step >= cfg.disc_start * total and cfg.disc_weight > 0
 
-            logs = train_step(parts, x, lam, adv_on)
+            logs = train_step(parts, x_in, lam, adv_on, target=x)
             logs["lr"] = lr
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
@@ -189,14 +195,16 @@ class StepParts(NamedTuple):
     world: int
 
 
-def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool) -> dict:
-    """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the discriminator."""
+def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: torch.Tensor | None = None) -> dict:
+    """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the
+    discriminator. The model sees ``x`` and rebuilds ``target`` (default ``x``), the discriminator's real images."""
     device, model_cfg = x.device, p.model_cfg
+    target = x if target is None else target
     routed = model_cfg.model == "pvqae"
     patch = model_cfg.coarse_stride
     with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
         out = p.net(x)
-        rec = F.mse_loss(out.recon.float(), x)                                   # ||x̂ - x||², per value
+        rec = F.mse_loss(out.recon.float(), target)                              # ||x̂ - x||², per value
         budget = budget_loss(out.scores.float(), patch_entropy(x, patch), patch) if routed else x.new_zeros(())
         loss = rec + out.vq_loss.float() + lam * budget
         g_loss = x.new_zeros(())
@@ -217,7 +225,7 @@ def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool) -> dict:
     d_logs = {}
     if adv_on:
         with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
-            d_loss, d_logs = discriminator_loss(p.net_d(x).float(), p.net_d(out.recon.detach()).float())
+            d_loss, d_logs = discriminator_loss(p.net_d(target).float(), p.net_d(out.recon.detach()).float())
         p.opt_d.zero_grad(set_to_none=True)
         p.scaler.scale(d_loss).backward()
         p.scaler.step(p.opt_d)

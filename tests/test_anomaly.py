@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pvqae_lib.anomaly import (AnomalyConfig, AnomalySynthesizer, anomaly_mask, blend, estimate_foreground,
-                               perlin_mask, perlin_noise, synthesize_anomaly)
+                               paint_anomalies, perlin_mask, perlin_noise, synthesize_anomaly)
 from pvqae_lib.data import make_synthetic, render
 
 
@@ -129,3 +129,22 @@ def test_synthesizer_restricts_objects_to_their_foreground():
     assert (masks.flatten(1).sum(1) > 0).all()
     assert masks[:, :, :8].sum() == 0 and masks[:, :, 24:].sum() == 0   # flips keep the square in place
     assert masks[:, :, :, :8].sum() == 0 and masks[:, :, :, 24:].sum() == 0
+
+
+def test_paint_anomalies_on_a_batch():
+    data = make_synthetic("train", 32, num_per_category=4)            # tile, weave, disc
+    is_object = [data.category_names[c] == "disc" for c in data.categories.tolist()]
+    before = data.images.clone()
+    x1, m1 = paint_anomalies(data.images, gen(5), is_object)
+    x2, m2 = paint_anomalies(data.images, gen(5), is_object)
+    assert torch.equal(x1, x2) and torch.equal(m1, m2)                  # seeded
+    assert torch.equal(data.images, before)                             # the batch is not modified
+    anomalous = m1.flatten(1).amax(1) > 0
+    assert 0 < anomalous.sum() < len(data)                              # about half of them
+    outside = (m1 == 0).expand_as(x1)
+    assert torch.equal(x1[outside], before[outside])                     # nothing changes outside the masks
+    assert torch.equal(x1[~anomalous], before[~anomalous])
+    _, always = paint_anomalies(data.images, gen(1), is_object, AnomalyConfig(anomaly_prob=1.0))
+    assert (always.flatten(1).amax(1) > 0).all()
+    for i in np.flatnonzero(is_object):                                 # the disc's anomalies stay on the disc
+        assert (always[i, 0] * (1 - estimate_foreground(data.images[i]))).sum() == 0

@@ -221,6 +221,15 @@ def test_results_table_rows_from_the_json_files(rt, tmp_path):
     assert len(lines) == 6
 
 
+def test_results_table_names_the_head_scorer(rt, tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    r = result("synthetic", 64, "pvqae", "none", 0.9, 0.8, 0.7, quantizer="lfq")
+    r["config"]["score"] = {"scorer": "head"}
+    (folder / "h.json").write_text(json.dumps(r))
+    assert "| pvqae-lfq (segmentation head) | 90.0 |" in rt.table(folder).splitlines()[2]
+
+
 def test_results_table_rows_are_sorted_by_file_name(rt, tmp_path):
     folder = tmp_path / "book" / "_static" / "results"
     folder.mkdir(parents=True)

@@ -100,6 +100,23 @@ def _same_weights(a, b):
         torch.testing.assert_close(sa[k], sb[k], atol=1e-6, rtol=0, msg=k)
 
 
+def test_restore_anomalies_trains_on_painted_inputs_against_normal_targets(data, monkeypatch):
+    from pvqae_lib import train as train_module
+    seen, real_step = [], train_module.train_step
+
+    def spy(parts, x, lam, adv_on, target=None):
+        seen.append((x.clone(), target.clone()))
+        return real_step(parts, x, lam, adv_on, target=target)
+
+    monkeypatch.setattr(train_module, "train_step", spy)
+    train_autoencoder(data, MODEL, train_cfg(epochs=1, restore_anomalies=True), progress=False)
+    changed = torch.stack([(x != t).flatten(1).any(1) for x, t in seen]).flatten()
+    assert 0 < changed.sum() < len(changed)              # about half the inputs carry an anomaly
+    seen.clear()
+    train_autoencoder(data, MODEL, train_cfg(epochs=1), progress=False)
+    assert all(torch.equal(x, t) for x, t in seen)        # by default the model rebuilds its input
+
+
 class Interrupt(Exception):
     pass
 

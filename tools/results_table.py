@@ -43,7 +43,8 @@ def table(results: Path = RESULTS) -> str:
             continue
         size = r["config"]["model"]["image_size"]
         model = r["model"] + ("-lfq" if r["config"]["model"].get("quantizer") == "lfq" else "")
-        prior = r["prior"] + (", standardized" if r.get("standardized") else "")
+        scorer = r["config"].get("score", {}).get("scorer", "pvqae")
+        prior = ("segmentation head" if scorer == "head" else r["prior"]) + (", standardized" if r.get("standardized") else "")
         lines.append(f"| {path.name} | {r['dataset']} {size} px | {model} ({prior}) | {fmt(r['image_auroc'])} | "
                      f"{fmt(r['pixel_auroc'])} | {fmt(r['pro'])} | {r['train_seconds']} | "
                      f"{short_commit(r.get('train_git_commit'))} | {r['machine']} | `{r['train_command']}` |")
