@@ -9,19 +9,19 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import metrics
-from .config import (HeadConfig, ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
+from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
                      flat_settings, from_dict)
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
 from .scoring import score_dataset, standardize
-from .segmentation import SegmentationHead, head_maps, train_head
+from .segmentation import SegmentationHead, head_scores_of, train_head
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
 MODEL_FILE = "model.pt"
@@ -123,10 +123,9 @@ def normal_maps(trained: Trained, normal_set, prior: str = "universal", cfg: Sco
                 device=None) -> dict:
     """The anomaly maps of ``normal_set``'s images, by category name: what ``cfg.standardize``
     compares each position with. :func:`score` computes them from its ``normal_set``; compute them
-    once and pass them as ``reference`` to score many batches against the same normal images."""
-    p = trained.priors.get(prior) if prior != "none" else None
-    classes = trained.prior_classes(prior, normal_set.categories) if p is not None else None
-    maps = score_dataset(trained.model, normal_set, p, classes, cfg or ScoreConfig(), device=device)["s"]
+    once and pass them as ``reference`` to score many batches against the same normal images.
+    They come from the same scorer as the maps they are compared with (``cfg.scorer``)."""
+    maps = score(trained, normal_set, prior, replace(cfg or ScoreConfig(), standardize=False), device)["s"]
     categories = normal_set.categories.numpy()
     return {name: maps[categories == c] for c, name in enumerate(normal_set.category_names)}
 
@@ -137,8 +136,8 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
 
     ``cfg.scorer='head'`` replaces the maps and image scores by those of the run's segmentation
     head (LFQUIAD Sec. 3.5, :func:`head_scores`); the head sees the model's own reconstruction, so
-    ``prior`` must then be 'none'. With ``cfg.standardize`` every category's maps are standardized position by position against
-    the maps of that category's images in ``normal_set`` (the training images: in the one-class
+    ``prior`` must then be 'none'. With ``cfg.standardize`` every category's maps are standardized
+    position by position against the maps of that category's images in ``normal_set`` (the training images: in the one-class
     setting the only normal images there are), or against ``reference``, those maps computed
     beforehand by :func:`normal_maps`; the image score is then the maximum of that map.
     """
@@ -178,13 +177,8 @@ def head_scores(trained: Trained, data, cfg: ScoreConfig | None = None, batch_si
     if trained.head is None:
         raise ValueError("this run has no segmentation head: train it with --head")
     cfg = cfg or ScoreConfig()
-    device = device or next(trained.model.parameters()).device
-    maps, scores = [], []
-    for start in range(0, len(data), batch_size):
-        m, s = head_maps(trained.head, trained.model, data.images[start:start + batch_size].to(device),
-                         sigma=cfg.head_sigma, image_score="max")
-        maps.append(m.cpu()), scores.append(s.cpu())
-    return torch.cat(maps).numpy(), torch.cat(scores).numpy()
+    return head_scores_of(trained.head, trained.model, data, batch_size=batch_size, device=device,
+                          sigma=cfg.head_sigma, image_score="max")
 
 
 @torch.no_grad()

@@ -177,18 +177,25 @@ def head_maps(head: SegmentationHead, model, images: torch.Tensor, prior=None, c
     return maps, scores
 
 
+def head_scores_of(head: SegmentationHead, model, data, prior=None, batch_size: int = 32, device=None,
+                   **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`head_maps` of a whole ImageSet in batches: (maps (N, H, W), image scores (N,)) as
+    numpy arrays on the CPU. ``kwargs`` go to :func:`head_maps` (``sigma``, ``image_score``, ``top_k``)."""
+    device = device or next(model.parameters()).device
+    maps, scores = [], []
+    for start in range(0, len(data), batch_size):
+        x = data.images[start:start + batch_size].to(device)
+        cls = _classes(prior, data.categories[start:start + batch_size], len(x), device)
+        m, s = head_maps(head, model, x, prior, cls, **kwargs)
+        maps.append(m.cpu()), scores.append(s.cpu())
+    return torch.cat(maps).numpy(), torch.cat(scores).numpy()
+
+
 def evaluate_head(head: SegmentationHead, model, test_set, prior=None, batch_size: int = 32, **kwargs) -> dict:
     """Image AUROC, pixel AUROC and PRO of the head's maps, as means over categories (like
     :func:`pvqae_lib.pipeline.evaluate`), plus ``*_pooled`` numbers and ``per_category`` rows.
     ``kwargs`` go to :func:`head_maps` (``sigma``, ``image_score``, ``top_k``)."""
-    device = next(model.parameters()).device
-    maps, scores = [], []
-    for start in range(0, len(test_set), batch_size):
-        x = test_set.images[start:start + batch_size].to(device)
-        cls = _classes(prior, test_set.categories[start:start + batch_size], len(x), device)
-        m, s = head_maps(head, model, x, prior, cls, **kwargs)
-        maps.append(m.cpu()), scores.append(s.cpu())
-    maps, scores = torch.cat(maps).numpy(), torch.cat(scores).numpy()
+    maps, scores = head_scores_of(head, model, test_set, prior, batch_size, **kwargs)
     labels, masks, cats = test_set.labels.numpy(), test_set.masks[:, 0].numpy(), test_set.categories.numpy()
     rows = [{"category": name, "n": int((cats == c).sum()),
              **metrics.summarize(scores[cats == c], labels[cats == c], maps[cats == c], masks[cats == c])}
@@ -205,4 +212,4 @@ def _mean(values) -> float | None:
 
 
 __all__ = ["SegmentationHead", "dice_loss", "focal_loss", "dice_focal_loss", "reconstruct", "train_head",
-           "head_maps", "evaluate_head"]
+           "head_maps", "head_scores_of", "evaluate_head"]

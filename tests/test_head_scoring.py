@@ -56,6 +56,16 @@ def test_head_scorer_uses_the_heads_maps(with_head, test_data):
     assert 0 <= result["image_auroc"] <= 1 and len(result["per_category"]) == 3
 
 
+def test_standardized_head_maps_are_compared_with_the_heads_normal_maps(with_head, test_data):
+    from pvqae_lib.scoring import standardize
+    normal = make_synthetic("train", 32, num_per_category=3)
+    sc = pipeline.score(with_head, test_data, "none", replace(HEAD, standardize=True), normal_set=normal)
+    raw, ref = pipeline.score(with_head, test_data, "none", HEAD), pipeline.score(with_head, normal, "none", HEAD)
+    for c in range(3):
+        sel, ref_sel = test_data.categories.numpy() == c, normal.categories.numpy() == c
+        np.testing.assert_allclose(sc["s"][sel], standardize(raw["s"][sel], ref["s"][ref_sel]), rtol=1e-5, atol=1e-5)
+
+
 def test_head_scorer_errors(with_head, test_data):
     with pytest.raises(ValueError, match="prior must be none"):
         pipeline.score(with_head, test_data, "universal", HEAD)
