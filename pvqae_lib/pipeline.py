@@ -137,9 +137,10 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     ``cfg.scorer='head'`` replaces the maps and image scores by those of the run's segmentation
     head (LFQUIAD Sec. 3.5, :func:`head_scores`); the head sees the model's own reconstruction, so
     ``prior`` must then be 'none'. With ``cfg.standardize`` every category's maps are standardized
-    position by position against the maps of that category's images in ``normal_set`` (the training images: in the one-class
-    setting the only normal images there are), or against ``reference``, those maps computed
-    beforehand by :func:`normal_maps`; the image score is then the maximum of that map.
+    position by position against the maps of that category's images in ``normal_set`` (the
+    training images: in the one-class setting the only normal images there are), or against
+    ``reference``, those maps computed beforehand by :func:`normal_maps`; the image score is then
+    the maximum of that map.
     """
     cfg = cfg or ScoreConfig()
     if prior not in ("none",) + PRIOR_KINDS:
