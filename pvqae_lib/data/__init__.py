@@ -6,14 +6,14 @@ Start with ``make_synthetic('train')`` or ``load_dataset('mtsd', root, 'test', s
 from .transforms import augment
 from .downloads import DATASETS, download, download_file, extract
 from .imageset import DataError, ImageSet, concat
-from .load import DATASET_NAMES, load_dataset
+from .load import DATASET_NAMES, check_dataset, load_dataset
 from .real import image_files, load_btad, load_folder, load_images, load_mtsd, load_mvtec, mtsd_split
 from .synthetic import CATEGORIES, DEFECT_KINDS, make_synthetic, render
 
 __all__ = [
     "DataError", "ImageSet", "concat",
     "make_synthetic", "render", "CATEGORIES", "DEFECT_KINDS",
-    "load_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
+    "load_dataset", "check_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
     "image_files", "load_images",
     "augment",
     "download", "download_file", "extract", "DATASETS",
