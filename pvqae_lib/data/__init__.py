@@ -4,7 +4,7 @@ Everything loads into one container, ``ImageSet`` (images, masks, labels, catego
 Start with ``make_synthetic('train')`` or ``load_dataset('mtsd', root, 'test', size=128)``.
 """
 from .transforms import augment
-from .downloads import DATASETS, download, download_file, extract
+from .downloads import DATASETS, check_archive, download, download_file, extract
 from .imageset import DataError, ImageSet, concat
 from .load import DATASET_NAMES, check_dataset, load_dataset
 from .real import image_files, load_btad, load_folder, load_images, load_mtsd, load_mvtec, mtsd_split
@@ -16,5 +16,5 @@ __all__ = [
     "load_dataset", "check_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
     "image_files", "load_images",
     "augment",
-    "download", "download_file", "extract", "DATASETS",
+    "download", "download_file", "extract", "check_archive", "DATASETS",
 ]
