@@ -220,7 +220,7 @@ def load_rows(rows: list[Row], size: int, category_names: list[str] | None = Non
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(load, range(N)))  # list() re-raises the first error
     return ImageSet(
-        images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),  # (N, 3, S, S) float32 in [0, 1]
+        images=torch.from_numpy(images).permute(0, 3, 1, 2),  # (N, 3, S, S) float32 in [0, 1], no copy
         masks=torch.from_numpy(masks).float().unsqueeze(1),  # (N, 1, S, S)
         labels=torch.tensor([int(r.kind != "good") for r in rows], dtype=torch.long),
         categories=torch.tensor([category_names.index(r.category) for r in rows], dtype=torch.long),
