@@ -7,6 +7,7 @@ Each (model, size) pair runs in a fresh process, so its peak memory (resident se
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import statistics
 import time
@@ -23,6 +24,11 @@ from .train import StepParts, train_step
 
 
 WARMUP_STEPS = 3
+CHILD_POLL_SECONDS = 0.5
+
+
+class BenchmarkError(ValueError):
+    """A measurement process failed or died (one line: which model and size, and why)."""
 
 
 def _median_seconds(fn, repeats: int, sync) -> float:
@@ -77,7 +83,31 @@ def _measure(model_name: str, size: int, batch_size: int, steps: int, device: st
 
 
 def _child(queue, *args):
-    queue.put(_measure(*args))
+    """Runs in the fresh process: ('ok', row), or ('error', the first line of what went wrong)."""
+    try:
+        queue.put(("ok", _measure(*args)))
+    except BaseException as e:       # the parent must hear of every failure, or it would wait forever
+        lines = str(e).strip().splitlines()
+        queue.put(("error", f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")))
+
+
+def _result_of(proc, queue, what: str) -> dict:
+    """The child's row; BenchmarkError when it reports an error or dies without a word (never a hang)."""
+    while True:
+        try:
+            status, payload = queue.get(timeout=CHILD_POLL_SECONDS)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive():
+                try:                      # it may have put its answer just before exiting
+                    status, payload = queue.get(timeout=CHILD_POLL_SECONDS)
+                    break
+                except queue_module.Empty:
+                    raise BenchmarkError(f"benchmark of {what} died without a result "
+                                         f"(exit code {proc.exitcode})") from None
+    if status != "ok":
+        raise BenchmarkError(f"benchmark of {what} failed: {payload}")
+    return payload
 
 
 def run_benchmark(sizes, batch_size: int, steps: int, device, profile: str = "quick") -> dict:
@@ -89,8 +119,13 @@ def run_benchmark(sizes, batch_size: int, steps: int, device, profile: str = "qu
             queue = ctx.Queue()
             proc = ctx.Process(target=_child, args=(queue, name, size, batch_size, steps, str(device), profile))
             proc.start()
-            row = queue.get()
-            proc.join()
+            try:
+                row = _result_of(proc, queue, f"{name} at {size} px")
+            finally:
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
             rows.append(row)
             print(f"{name:6s} {size:4d}px  {row['train_images_per_second']:8.2f} img/s train  "
                   f"{row['inference_ms_per_image']:8.2f} ms/img infer  {row['peak_memory_mb']:8.1f} MB", flush=True)

@@ -6,22 +6,24 @@ is overwritten without ``--force``.
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import io
+import math
 import os
-import shlex
 import shutil
-import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from .config import Profile, get_device, get_profile, machine, profile_from_dict
+from .config import Profile, get_device, get_profile, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
-from .pipeline import RESULTS_DIR
 from .quantize import check_lfq_size, lfq_sizes
+from .runs import (CONFIG, HISTORY, SPLIT, RunError, RunLock, check_train_out, check_writable_file,
+                   command_line, git_commit, is_run_dir, machine, os_reason, read_json, write_json, write_text)
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
@@ -31,29 +33,78 @@ class UsageError(ValueError):
     """A command-line mistake (one line)."""
 
 
-def git_commit(where: Path | None = None) -> str:
-    """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
-    changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
-    where = where or Path(__file__).resolve().parent
+def device_of(args) -> torch.device:
+    """--device (or the default) as a torch.device; a name torch does not know is a usage error."""
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                             check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                f":(top,exclude){RESULTS_DIR}"], cwd=where, capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return get_device(args.device)
+    except RuntimeError as e:
+        raise UsageError(f"--device {args.device}: {os_reason(e)}") from None
 
 
-def command_line(argv: list[str]) -> str:
-    """The command a result records: what the user typed, or what ``demo`` ran in-process."""
-    return "python -m pvqae_lib " + " ".join(shlex.quote(a) for a in argv)
+def check_buildable(model_cfg, flag: str = "--image-size") -> None:
+    """Build the pixel model once and run one image through it: a size or width the architecture
+    does not accept fails here, before anything is written (feature backbones check their sizes in
+    ModelConfig)."""
+    if getattr(model_cfg, "backbone", "pixel") != "pixel":
+        return
+    from .model import build_model
+    size = model_cfg.image_size
+    try:
+        with torch.no_grad():
+            build_model(model_cfg).eval()(torch.zeros(1, 3, size, size))
+    except Exception as e:
+        raise UsageError(f"{flag} {size} does not fit the {model_cfg.model} model: {os_reason(e)}") from None
 
 
-def write_json(obj, path: Path) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    tmp.replace(path)
+def explicit_options(argv: list[str]) -> dict:
+    """{dest: value} of the options the command line gave explicitly (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for a in sub._actions:
+                    a.default = argparse.SUPPRESS
+                sub._defaults.clear()
+    given = vars(parser.parse_args(argv))
+    return {k: v for k, v in given.items() if k != "command"}
+
+
+RESUME_FREE = ("out", "resume", "force", "device", "quiet")
+
+
+def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
+    """``train --resume`` continues the saved configuration: every flag given with it must agree with
+    it (UsageError naming each one that does not)."""
+    prof, data = run["profile"], run["data"]
+    special = {"dataset": data.get("dataset"), "category": data.get("category"), "seed": data.get("seed"),
+               "profile": prof.get("name"), "num_train": prof.get("num_train"),
+               "no_augment": not prof["train"].get("augment", True),
+               "restore_anomalies": prof["train"].get("restore_anomalies", False),
+               "prior_steps": prof["prior"].get("steps"), "head": prof["head"].get("enabled", False),
+               "head_steps": prof["head"].get("steps"), "model": prof["model"].get("model")}
+    conflicts = []
+    for dest, value in explicit_options(argv).items():
+        if dest in RESUME_FREE:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if dest == "root":
+            saved, value = data.get("root"), str(Path(value).resolve())
+        elif dest in special:
+            saved = special[dest]
+        else:
+            section = next((prof[k] for k in ("model", "train", "prior", "head") if dest in prof.get(k, {})), None)
+            if section is None:
+                conflicts.append(f"{flag} cannot change a saved run")
+                continue
+            saved = section[dest]
+        same = (math.isclose(value, saved, rel_tol=1e-12) if isinstance(value, float) and isinstance(saved, (int, float))
+                and not isinstance(saved, bool) else value == saved)
+        if not same:
+            shown = "" if isinstance(value, bool) else f" {value}"
+            conflicts.append(f"{flag}{shown} differs from its {saved}")
+    if conflicts:
+        raise UsageError(f"--resume continues the run saved in {out / CONFIG}: {'; '.join(conflicts)} "
+                         f"(drop these flags, or train a new run)")
 
 
 # ----------------------------------------------------------------------------------------- train
@@ -100,29 +151,60 @@ def load_split(run: dict, split: str):
     return load_dataset(d["dataset"], d["root"], split, d["image_size"], category=d["category"], seed=d["seed"])
 
 
+def new_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def remove_new_folders(created: list[Path]) -> None:
+    """Remove the (empty) folders a failed call made, innermost first; stop at one that is not empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def check_not_started(out: Path, force: bool) -> None:
+    from .pipeline import MODEL_FILE
+    if out.exists() and any((out / f).exists() for f in (CHECKPOINT, MODEL_FILE, CONFIG)) and not force:
+        raise UsageError(f"run directory {out} already holds a run: --resume to continue it, --force to overwrite")
+
+
 def cmd_train(args) -> int:
     from .pipeline import MODEL_FILE, fit, save_trained
     out = Path(args.out)
-    config_path = out / "config.json"
+    config_path = out / CONFIG
+    check_train_out(out, args.force)
     if args.resume:
         if not (out / CHECKPOINT).is_file():
-            raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}")
+            raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}"
+                                  + (" (no epoch finished: train it again with --force)" if config_path.is_file() else ""))
         if (out / MODEL_FILE).is_file() and not args.force:
             raise UsageError(f"run {out} is already finished ({MODEL_FILE} exists); evaluate it, or --force to retrain")
-        run = json.loads(config_path.read_text())
-        profile = profile_from_dict(run["profile"])
+        run = read_json(config_path, "run configuration")
+        try:
+            profile = profile_from_dict(run["profile"])
+            check_resume_flags(args.argv, run, out)
+        except (KeyError, TypeError, AttributeError) as e:
+            raise RunError(f"run configuration {config_path} is incomplete ({type(e).__name__}: {e})") from None
         load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
     else:
-        if out.exists() and any((out / f).exists() for f in (CHECKPOINT, MODEL_FILE, "config.json")) and not args.force:
-            raise UsageError(f"run directory {out} already holds a run: --resume to continue it, --force to overwrite")
+        check_not_started(out, args.force)
         if args.dataset != "synthetic" and not args.root:
             raise UsageError(f"--dataset {args.dataset} needs --root DIR")
         profile = profile_from_args(args)
+        check_buildable(profile.model)
         run = {"profile": profile.to_dict(), "command": args.command_line, "git_commit": git_commit(),
                "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
                         "category": args.category, "image_size": profile.model.image_size, "seed": args.seed,
                         "num_train": profile.num_train, "num_test": profile.num_test}}
-    device = get_device(args.device)
+    device = device_of(args)
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))   # torchrun: one GPU per process
         torch.cuda.set_device(device)
@@ -132,21 +214,41 @@ def cmd_train(args) -> int:
     is_main = int(os.environ.get("RANK", "0")) == 0
     if distributed_context(device)[1] > 1:
         torch.distributed.barrier()   # every rank has checked --out above before rank 0 writes into it
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not args.resume:
-            for stale in (CHECKPOINT, MODEL_FILE):
-                (out / stale).unlink(missing_ok=True)
-            write_json(run, config_path)
-        if run["data"]["dataset"] == "mtsd":
-            write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"]), out / "split.json")
-        print(f"profile={profile.name} device={device} model={profile.model.model} images={len(train_set)} "
-              f"({train_set.summary() if hasattr(train_set, 'summary') else ''})", flush=True)
-    trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet)
-    if is_main:
-        save_trained(trained, out / MODEL_FILE, extra={"run": run})
-        write_json({k: v for k, v in trained.history.items()}, out / "history.json")
-        print(f"trained in {trained.seconds:.1f} s -> {out / MODEL_FILE}", flush=True)
+    lock, created, wrote = None, new_folders(out), []
+    try:
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out, args.command_line).acquire()     # one writer per run folder
+            if not args.resume:
+                check_not_started(out, args.force)               # again, now that no one else can start it
+                for stale in (CHECKPOINT, MODEL_FILE):
+                    (out / stale).unlink(missing_ok=True)
+                write_json(run, config_path)
+                wrote.append(config_path)
+            if run["data"]["dataset"] == "mtsd":
+                existed = (out / SPLIT).exists()
+                write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"]), out / SPLIT)
+                if not existed:
+                    wrote.append(out / SPLIT)
+            print(f"profile={profile.name} device={device} model={profile.model.model} images={len(train_set)} "
+                  f"({train_set.summary() if hasattr(train_set, 'summary') else ''})", flush=True)
+        trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet)
+        if is_main:
+            save_trained(trained, out / MODEL_FILE, extra={"run": run})
+            write_json({k: v for k, v in trained.history.items()}, out / HISTORY)
+            print(f"trained in {trained.seconds:.1f} s -> {out / MODEL_FILE}", flush=True)
+    except BaseException:
+        if is_main and not args.resume and not (out / CHECKPOINT).exists():
+            # a start that failed before its first epoch leaves nothing behind
+            for path in wrote:
+                path.unlink(missing_ok=True)
+            if lock is not None:
+                lock.release()
+            remove_new_folders(created)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
@@ -167,7 +269,7 @@ def check_run(run_dir: Path) -> None:
 def open_run(run_dir: Path, device):
     """(the finished model of a run directory, its config.json as a dict)."""
     from .pipeline import MODEL_FILE, load_trained
-    return load_trained(run_dir / MODEL_FILE, device), json.loads((run_dir / "config.json").read_text())
+    return load_trained(run_dir / MODEL_FILE, device), read_json(run_dir / CONFIG, "run configuration")
 
 
 def scoring_of(args, trained, run, run_dir: Path):
@@ -189,28 +291,36 @@ def describe_scoring(prior: str, cfg) -> str:
     return ("segmentation head" if cfg.scorer == "head" else f"{prior} prior") + (", standardized" if cfg.standardize else "")
 
 
+def run_lock_if_run(folder: Path, args):
+    """The lock of ``folder`` when it is a run folder (a JSON written into a run waits for no trainer),
+    else nothing."""
+    import contextlib
+    return RunLock(folder, args.command_line) if is_run_dir(folder) else contextlib.nullcontext()
+
+
 def cmd_evaluate(args) -> int:
     from .pipeline import evaluate
     run_dir = Path(args.run)
     check_run(run_dir)
     out_json = Path(args.json)
-    if out_json.exists() and not args.force:
-        raise UsageError(f"{out_json} exists: --force to overwrite it")
-    t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
-    device = get_device(args.device)
-    trained, run = open_run(run_dir, device)
-    prior, cfg = scoring_of(args, trained, run, run_dir)
-    test_set = load_split(run, "test")
-    normal_set = load_split(run, "train") if args.standardize else None
-    result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
-    result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
-                  profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
-                  seconds=round(time.time() - t0, 2), git_commit=commit, command=args.command_line,
-                  train_command=run["command"], train_git_commit=run["git_commit"],
-                  config={**run["profile"], "score": asdict(cfg)},     # the scoring this JSON measured
-                  data=run["data"], machine=machine())
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    write_json(result, out_json)
+    check_writable_file(out_json, args.force)
+    with run_lock_if_run(out_json.parent, args):   # a JSON written into a run folder: one writer at a time
+        t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
+        device = device_of(args)
+        trained, run = open_run(run_dir, device)
+        prior, cfg = scoring_of(args, trained, run, run_dir)
+        test_set = load_split(run, "test")
+        normal_set = load_split(run, "train") if args.standardize else None
+        result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
+        result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
+                      profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
+                      seconds=round(time.time() - t0, 2), git_commit=commit, command=args.command_line,
+                      train_command=run["command"], train_git_commit=run["git_commit"],
+                      config={**run["profile"], "score": asdict(cfg)},     # the scoring this JSON measured
+                      data=run["data"], machine=machine())
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        check_writable_file(out_json, args.force)
+        write_json(result, out_json)
     print(f"{result['model']} ({describe_scoring(prior, cfg)}) on {result['dataset']}: image AUROC {fmt(result['image_auroc'])}, "
           f"pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
     return 0
@@ -219,6 +329,27 @@ def cmd_evaluate(args) -> int:
 # --------------------------------------------------------------------------------------- predict
 
 PREDICTIONS = "predictions.csv"
+PREDICTIONS_JSON = "predictions.json"
+
+
+def previous_maps(out: Path) -> set[str]:
+    """The heat-map pictures a previous ``predict`` into ``out`` wrote (from its predictions.json, or
+    the map column of its predictions.csv): the only files in maps/ a --force rerun may remove."""
+    names = []
+    try:
+        listed = read_json(out / PREDICTIONS_JSON).get("maps")
+        if isinstance(listed, list):
+            names = listed
+    except RunError:
+        pass
+    if not names and (out / PREDICTIONS).is_file():
+        try:
+            names = [row.get("map", "") for row in csv.DictReader(io.StringIO((out / PREDICTIONS).read_text()))]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            names = []
+        names = [n[len("maps/"):] for n in names if isinstance(n, str) and n.startswith("maps/")]
+    # a name only, inside maps/: never a path that leads elsewhere
+    return {n for n in names if isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")}
 
 
 def cmd_predict(args) -> int:
@@ -232,19 +363,27 @@ def cmd_predict(args) -> int:
     from .pipeline import normal_maps, normal_percentile, score, score_files
     run_dir, out = Path(args.run), Path(args.out)
     check_run(run_dir)
-    if (out / PREDICTIONS).exists() and not args.force:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    previous = previous_maps(out)
+    if ((out / PREDICTIONS).exists() or (out / PREDICTIONS_JSON).exists()) and not args.force:
         raise UsageError(f"{out} already holds predictions: --force to overwrite them")
     files = image_files(args.images)
+    names = [f"{n:04d}_{Path(path).stem}.png" for n, path in enumerate(files)]
+    theirs = [n for n in names if (out / "maps" / n).exists() and n not in previous]
+    if theirs and not args.force:
+        raise UsageError(f"{out / 'maps' / theirs[0]} exists and was not written by predict: "
+                         f"--force to overwrite it, or another --out")
     t0, commit = time.time(), git_commit()
-    device = get_device(args.device)
+    device = device_of(args)
     trained, run = open_run(run_dir, device)
-    names = trained.category_names
+    categories = trained.category_names
     prior, cfg = scoring_of(args, trained, run, run_dir)
-    category = args.category or (names[0] if len(names) == 1 else None)
+    category = args.category or (categories[0] if len(categories) == 1 else None)
     if category is not None:
         trained.check_category(category)
     if category is None and (prior == "per-class" or args.standardize):
-        raise UsageError(f"the run was trained on {', '.join(names)}: --category names the one these images show "
+        raise UsageError(f"the run was trained on {', '.join(categories)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
     reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
 
@@ -258,42 +397,55 @@ def cmd_predict(args) -> int:
                               reference=reference)["image"]
         vmax = float(normal_scores.max())   # red: at least as high as any normal image's peak
 
-    # the pictures go to maps.partial/ first: an unreadable image half-way leaves no half output behind
-    created, partial = not out.exists(), out / "maps.partial"
-    rows, scores, percentiles = ["image,score,normal_percentile,anomalous,map"], [], []
+    # the pictures go to a fresh .maps.*.partial/ first: an unreadable image half-way leaves no half output behind
+    created = new_folders(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(out, args.command_line)
     try:
-        partial.mkdir(parents=True, exist_ok=True)
-        for images, result in score_files(trained, files, category or names[0], prior, cfg, reference, device):
+        lock.acquire()
+    except BaseException:
+        remove_new_folders(created)
+        raise
+    rows, scores, percentiles = ["image,score,normal_percentile,anomalous,map"], [], []
+    partial = None
+    try:
+        partial = Path(tempfile.mkdtemp(dir=out, prefix=".maps.", suffix=".partial"))
+        for images, result in score_files(trained, files, category or categories[0], prior, cfg, reference, device):
             if normal_scores is not None:
                 percentiles += normal_percentile(result["image"], normal_scores).tolist()
             for i, path in enumerate(images.paths):
                 n = len(scores)
-                name = f"{n:04d}_{Path(path).stem}.png"
+                name = names[n]
                 save_heat_picture(images.images[i], result["s"][i], vmax, partial / name)
                 scores.append(float(result["image"][i]))
                 rows.append(",".join([csv_field(str(files[n])), f"{scores[-1]:.6g}",
                                       f"{percentiles[n]:.1f}" if percentiles else "",
                                       "" if args.threshold is None else str(int(scores[-1] > args.threshold)),
                                       f"maps/{name}"]))
-    except BaseException:
-        shutil.rmtree(out if created else partial, ignore_errors=True)
-        raise
-    (out / "maps").mkdir(exist_ok=True)
-    for old in (out / "maps").glob("[0-9]*_*.png"):    # a --force rerun's stale pictures
-        old.unlink()
-    for picture in partial.iterdir():
-        picture.replace(out / "maps" / picture.name)
-    partial.rmdir()
-    tmp = out / (PREDICTIONS + ".tmp")
-    tmp.write_text("\n".join(rows) + "\n")
-    tmp.replace(out / PREDICTIONS)
-    write_json({"images": len(files), "prior": prior, "scorer": cfg.scorer, "category": category,
+        (out / "maps").mkdir(exist_ok=True)
+        for old in previous - set(names):    # a --force rerun's stale pictures: only those it listed
+            (out / "maps" / old).unlink(missing_ok=True)
+        for picture in partial.iterdir():
+            picture.replace(out / "maps" / picture.name)
+        partial.rmdir()
+        write_text("\n".join(rows) + "\n", out / PREDICTIONS)
+        write_json({"images": len(files), "maps": names, "prior": prior, "scorer": cfg.scorer, "category": category,
                 "standardized": args.standardize,
                 "calibrated_on_normal_test_images": normal_scores is not None, "threshold": args.threshold,
                 "heat_map_vmax": vmax, "run": str(run_dir), "model": trained.model_config.model,
                 "device": str(device), "seconds": round(time.time() - t0, 2), "git_commit": commit,
                 "command": args.command_line, "train_command": run["command"], "machine": machine()},
-               out / "predictions.json")
+                   out / PREDICTIONS_JSON)
+    except BaseException:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        lock.release()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)       # a folder this call made: all of it is ours
+            remove_new_folders(created[1:])
+        raise
+    finally:
+        lock.release()
 
     print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {describe_scoring(prior, cfg)}) "
           f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
@@ -331,10 +483,15 @@ def fmt(x) -> str:
 def cmd_benchmark(args) -> int:
     from .benchmark import run_benchmark
     out_json = Path(args.json) if args.json else None
-    if out_json and out_json.exists() and not args.force:
-        raise UsageError(f"{out_json} exists: --force to overwrite it")
+    if out_json:
+        check_writable_file(out_json, args.force)
+    device = device_of(args)
+    base = get_profile(args.profile).model
+    for size in args.sizes:                    # a size the models do not take fails here, not in a child
+        for name in ("pvqae", "vqvae"):
+            check_buildable(replace(base, model=name, image_size=size), "--sizes")
     commit = git_commit()                      # the code that runs, even if HEAD moves meanwhile
-    result = run_benchmark(args.sizes, args.batch_size, args.steps, get_device(args.device), args.profile)
+    result = run_benchmark(args.sizes, args.batch_size, args.steps, device, args.profile)
     result.update(git_commit=commit, command=args.command_line, machine=machine())
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -350,8 +507,7 @@ def cmd_fewshot(args) -> int:
     from dataclasses import asdict
     from .fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
     out_json = Path(args.json)
-    if out_json.exists() and not args.force:
-        raise UsageError(f"{out_json} exists: --force to overwrite it")
+    check_writable_file(out_json, args.force)
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root DIR")
     if args.root and not Path(args.root).is_dir():
@@ -359,7 +515,7 @@ def cmd_fewshot(args) -> int:
     if len(set(args.shots)) != len(args.shots) or len(set(args.seeds)) != len(args.seeds):
         raise UsageError("--shots and --seeds must not repeat a value")
     profile = get_profile(args.profile)
-    device = get_device(args.device)
+    device = device_of(args)
     cfg = FewShotConfig(head=args.head, prior=args.prior,
                         **{k: v for k, v in {"num_images": args.num_images, "epochs": args.epochs,
                                              "prior_steps": args.prior_steps, "head_steps": args.head_steps,
@@ -405,7 +561,7 @@ def cmd_demo(args) -> int:
         code = main(["evaluate", "--run", str(run), "--json", str(out / f"{name}.json"), "--force"])
         if code:
             return code
-    results = {n: json.loads((out / f"{n}.json").read_text()) for n in ("pvqae", "vqvae")}
+    results = {n: read_json(out / f"{n}.json") for n in ("pvqae", "vqvae")}
     print(f"\n{'model':8s} {'image AUROC':>12s} {'pixel AUROC':>12s} {'PRO':>8s}   (synthetic, {args.profile} profile, "
           f"seed {args.seed}, means over categories)")
     for n, r in results.items():
@@ -422,7 +578,7 @@ def demo_figure(out: Path, per_kind: int = 1) -> Path:
     import numpy as np
     from .pipeline import MODEL_FILE, load_trained, score
     from .viz import heatmap_figure
-    run = json.loads((out / "pvqae" / "config.json").read_text())
+    run = read_json(out / "pvqae" / CONFIG, "run configuration")
     test_set = load_split(run, "test")
     kinds = np.array(test_set.kinds)
     pick = [int(np.flatnonzero((kinds == k) & (test_set.categories.numpy() == c))[0])
@@ -441,9 +597,16 @@ def demo_figure(out: Path, per_kind: int = 1) -> Path:
 
 # ------------------------------------------------------------------------------------------ main
 
+def finite(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def positive(kind):
     def check(text):
-        value = kind(text)
+        value = finite(text) if kind is float else kind(text)
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
         return value
@@ -451,7 +614,7 @@ def positive(kind):
 
 
 def non_negative(text):
-    value = float(text)
+    value = finite(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
@@ -554,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--standardize", action="store_true",
                     help="standardize each pixel against the run's normal training images (as evaluate)")
     pr.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae", help="as evaluate --scorer")
-    pr.add_argument("--threshold", type=float, help="flag images whose score is above this value")
+    pr.add_argument("--threshold", type=finite, help="flag images whose score is above this value")
     pr.add_argument("--no-calibrate", action="store_true",
                     help="do not score the run's held-out normal images (no percentile column)")
     pr.add_argument("--force", action="store_true", help="overwrite existing predictions")
@@ -571,10 +734,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def describe_os_error(e: OSError) -> str:
+    """'cannot use PATH: No space left on device' (both paths for a rename), or the message itself."""
+    if e.filename is None:
+        return one_line(e)
+    where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 else "")
+    return f"cannot use {where}: {e.strerror or one_line(e)}"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
-    args.command_line = command_line(argv)
+    args.command_line, args.argv = command_line(argv), argv
     if getattr(args, "quantizer", None) == "lfq":
         from .quantize import LFQ_AVAILABLE
         if not LFQ_AVAILABLE:
@@ -582,10 +758,16 @@ def main(argv=None) -> int:
             return 2
     try:
         return args.func(args)
-    except (DataError, CheckpointError, UsageError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DataError, CheckpointError, UsageError, RunError, ValueError) as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:           # exists, is a folder, no space left, read-only ...: one line naming the path
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resume = "; the last finished epoch is saved, continue with --resume" if args.command == "train" else ""
+        resume = ""
+        if args.command == "train":
+            resume = ("; the last finished epoch is saved, continue with --resume" if (Path(args.out) / CHECKPOINT).is_file()
+                      else " before the first epoch finished: nothing was kept to --resume")
         print(f"interrupted{resume}", file=sys.stderr)
         return 130

@@ -7,11 +7,30 @@ command line read every size from here and never hard-code them.
 from __future__ import annotations
 
 import json
+import math
 import os
-import platform
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
+
+from .runs import machine  # noqa: F401  (provenance lives in runs.py; imported from here too)
+
+
+def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> None:
+    """ValueError unless every float field of a config dataclass (and every float in a tuple field) is
+    finite, the fields named in ``positive`` are > 0 and those in ``at_least_one`` are >= 1."""
+    name = type(config).__name__
+    for f in fields(config):
+        value = getattr(config, f.name)
+        for v in (value if isinstance(value, (tuple, list)) else (value,)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{name}.{f.name} must be a finite number, got {value}")
+    for key in positive:
+        if not getattr(config, key) > 0:
+            raise ValueError(f"{key} must be > 0, got {getattr(config, key)}")
+    for key in at_least_one:
+        if not getattr(config, key) >= 1:
+            raise ValueError(f"{key} must be >= 1, got {getattr(config, key)}")
 
 
 @dataclass
@@ -32,6 +51,8 @@ class ModelConfig:
     num_levels: int = 3
 
     def __post_init__(self):
+        check_numbers(self, positive=("beta",), at_least_one=("image_size", "width", "code_dim", "codebook_size",
+                                                                "router_hidden", "num_levels"))
         if self.model not in ("pvqae", "vqvae"):
             raise ValueError(f"model must be 'pvqae' or 'vqvae', got {self.model!r}")
         if self.quantizer not in ("vq", "lfq"):
@@ -66,6 +87,9 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
+        check_numbers(self, positive=("lr",))
+        if not 0 <= self.disc_start <= 1 or self.disc_weight < 0:
+            raise ValueError(f"disc_start must be in [0, 1] and disc_weight >= 0, got {self.disc_start}, {self.disc_weight}")
         if self.lambda_max < 0:
             raise ValueError(f"lambda_max must be >= 0, got {self.lambda_max}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -87,6 +111,11 @@ class PriorConfig:
     mask_ratio: tuple = (0.1, 0.5)  # each sequence masks a random share in this range
     dropout: float = 0.1
 
+    def __post_init__(self):
+        check_numbers(self, positive=("lr",), at_least_one=("dim", "heads", "steps", "batch_size"))
+        if not 0 <= self.dropout < 1 or not 0 <= min(self.mask_ratio) <= max(self.mask_ratio) <= 1:
+            raise ValueError(f"dropout must be in [0, 1) and mask_ratio in [0, 1], got {self.dropout}, {self.mask_ratio}")
+
 
 @dataclass
 class HeadConfig:
@@ -99,6 +128,7 @@ class HeadConfig:
     width: int = 8
 
     def __post_init__(self):
+        check_numbers(self, positive=("lr",))
         if self.steps < 1 or self.batch_size < 1 or self.width < 1:
             raise ValueError("head steps, batch_size and width must be >= 1")
 
@@ -113,6 +143,9 @@ class ScoreConfig:
     head_sigma: float = 1.0         # Gaussian smoothing of the head's map in pixels at 64 px
 
     def __post_init__(self):
+        check_numbers(self)
+        if self.smooth_sigma < 0 or self.head_sigma < 0:
+            raise ValueError(f"smooth_sigma and head_sigma must be >= 0, got {self.smooth_sigma}, {self.head_sigma}")
         if self.scorer not in ("pvqae", "head"):
             raise ValueError(f"scorer must be pvqae or head, got {self.scorer!r}")
 
@@ -167,18 +200,6 @@ def get_device(name: str | None = None) -> torch.device:
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def machine() -> str:
-    """The hardware and software a measurement ran on, as one line for results and timing tables."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {gpu}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def profile_from_dict(data: dict) -> Profile:

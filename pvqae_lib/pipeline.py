@@ -24,7 +24,7 @@ from .scoring import score_dataset, standardize
 from .segmentation import SegmentationHead, head_scores_of, train_head
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
-MODEL_FILE = "model.pt"
+from .runs import MODEL_FILE  # noqa: E402  (a run directory's files are named in runs.py)
 PRIOR_KINDS = ("universal", "per-class")
 
 

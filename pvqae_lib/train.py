@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,13 +26,17 @@ from .config import ModelConfig, TrainConfig
 from .data import augment
 from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .model import build_model
+from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
 
-CHECKPOINT = "checkpoint.pt"
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
 
 
 class CheckpointError(ValueError):
     """A run directory or checkpoint that cannot be used (one line, names the file)."""
+
+
+class TrainingDiverged(CheckpointError):
+    """The loss became NaN or infinite: training stops, the last good epoch's checkpoint is kept."""
 
 
 def progress_bar(iterable, **kwargs):
@@ -40,21 +45,19 @@ def progress_bar(iterable, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
-def save_atomic(obj, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: Path, kind: str | None = None) -> dict:
-    """Load a checkpoint written by this library; ``kind`` must match (e.g. 'pvqae' vs 'vqvae')."""
+    """Load a checkpoint written by this library; ``kind`` must match (e.g. 'pvqae' vs 'vqvae').
+
+    ``weights_only=True``: tensors, dicts, lists, numbers and strings load; a file holding any other
+    Python object is refused without running anything it holds."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = load_weights(path)
+    except pickle.UnpicklingError:   # weights_only refused a Python object: nothing of it ran
+        raise CheckpointError(f"cannot read checkpoint {path}: it holds Python objects other than weights "
+                              f"(refused unread: loading them could run code)") from None
     except Exception as e:  # a truncated or foreign file
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt:
@@ -155,6 +158,7 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
             adv_on = step >= cfg.disc_start * total and cfg.disc_weight > 0
 
             logs = train_step(parts, x_in, lam, adv_on, target=x)
+            check_finite_loss(logs["loss"], step, epoch, steps_per_epoch, cfg.epochs, world, out_dir)
             logs["lr"] = lr
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
@@ -178,6 +182,23 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         if epoch_callback is not None and rank == 0:
             epoch_callback(epoch, model)
     return model.eval(), history
+
+
+def check_finite_loss(loss: float, step: int, epoch: int, steps_per_epoch: int, epochs: int, world: int,
+                      out_dir: Path | None) -> None:
+    """TrainingDiverged, naming the step, when the loss of any rank is NaN or infinite (before the
+    epoch's checkpoint is written, so the one on disk is the last good epoch's)."""
+    bad = not math.isfinite(loss)
+    if world > 1:     # every rank stops together
+        flag = torch.tensor([float(bad)], device="cpu" if dist.get_backend() == "gloo" else "cuda")
+        dist.all_reduce(flag)
+        bad = flag.item() > 0
+    if bad:
+        kept = (f"{out_dir / CHECKPOINT} keeps epoch {epoch}, the last good one; lower --lr or --lambda-max and "
+                f"train again with --force" if out_dir is not None and epoch > 0
+                else "no epoch finished; lower --lr or --lambda-max")
+        raise TrainingDiverged(f"training stopped: the loss became {loss} at step {step + 1} (epoch {epoch + 1}/{epochs}, "
+                               f"step {step - epoch * steps_per_epoch + 1}/{steps_per_epoch}); {kept}")
 
 
 class StepParts(NamedTuple):

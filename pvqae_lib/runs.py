@@ -1,0 +1,263 @@
+"""A run directory (DESIGN §1): the files the library writes into it, their provenance, atomic
+writes, an exclusive lock, and the rules for what may be overwritten.
+
+One place per idea:
+
+* provenance: :func:`git_commit`, :func:`machine`, :func:`command_line`;
+* atomic writes: :func:`save_atomic` (torch), :func:`write_json`, :func:`write_text` — a temporary
+  file beside the target, renamed over it; a failed write removes the temporary file and raises
+  :class:`RunError` (one line naming the path);
+* the lock: :class:`RunLock`, ``fcntl.flock`` on ``run.lock`` inside the folder, holding the pid, host and
+  command of its holder. The kernel releases a flock when its process dies, so a lock file left by a
+  killed process does not block anyone;
+* overwrite rules: :func:`check_train_out` (``train --out`` holds nothing, or one of our runs),
+  :func:`is_run_dir`, :data:`RUN_FILES`.
+
+Loading never executes code: :func:`load_weights` is ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+HISTORY = "history.json"
+SPLIT = "split.json"
+LOCK = "run.lock"
+# every file ``train`` writes into --out (what --force may replace there; nothing else is touched)
+RUN_FILES = (CONFIG, CHECKPOINT, MODEL_FILE, HISTORY, SPLIT, LOCK)
+
+
+class RunError(ValueError):
+    """A run folder or file that cannot be used or written (one line, names the path)."""
+
+
+# ------------------------------------------------------------------------------------ provenance
+
+def git_commit(where: Path | None = None) -> str:
+    """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
+    changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
+    from .pipeline import RESULTS_DIR
+    where = where or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                f":(top,exclude){RESULTS_DIR}"], cwd=where, capture_output=True, text=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def command_line(argv: list[str]) -> str:
+    """The command a result records: what the user typed, or what ``demo`` ran in-process."""
+    return "python -m pvqae_lib " + " ".join(shlex.quote(a) for a in argv)
+
+
+def machine() -> str:
+    """The hardware and software a measurement ran on, as one line for results and timing tables."""
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {gpu}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+# ------------------------------------------------------------------------------------ atomic writes
+
+def os_reason(e: BaseException) -> str:
+    """'No space left on device', 'Is a directory', ... or the first line of a non-OS error."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if isinstance(e, RuntimeError) and any(k in str(e) for k in ("unexpected pos", "file write failed",
+                                                                 "PytorchStreamWriter failed")):
+        return "the write stopped short (no space left on device, or a file-size limit)"
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _write_atomic(path: Path, write) -> None:
+    """``write(file object)`` into a new temporary file beside ``path``, fsync, rename over ``path``.
+    Any failure removes the temporary file and raises RunError naming ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"cannot write {path}: it is a folder")
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except Exception as e:
+        raise RunError(f"cannot write {path}: {os_reason(e)}") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a file,
+    a failed write (disk full, no such folder) leaves no temporary file."""
+    import torch
+    _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def write_text(text: str, path: Path) -> None:
+    _write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_json(obj, path: Path) -> None:
+    write_text(json.dumps(obj, indent=2, default=float) + "\n", path)
+
+
+def load_weights(path: Path):
+    """torch.load that never runs code: tensors, dicts, lists, numbers and strings only."""
+    import torch
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_json(path: Path, what: str = "file") -> dict:
+    """A JSON object the library wrote (RunError naming the file when it is missing or broken)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise RunError(f"cannot read {what} {path}: {os_reason(e)}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise RunError(f"{what} {path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{what} {path} is not a JSON object")
+    return data
+
+
+# ------------------------------------------------------------------------------------------- lock
+
+class RunLock:
+    """An exclusive lock on a folder: ``fcntl.flock`` on ``folder/run.lock``, which records the pid,
+    host and command of its holder. A second writer gets RunError at once, naming the holder.
+
+    The kernel drops a flock when its holder dies, so a file left behind by ``kill -9`` is taken
+    over. The file is removed on release; an inode check after locking makes removal race-free.
+    """
+
+    def __init__(self, folder: Path, command: str = ""):
+        self.folder, self.command, self.fd = Path(folder), command, None
+        self.path = self.folder / LOCK
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise RunError(f"cannot lock {self.folder}: {os_reason(e)}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise RunError(f"cannot lock {self.folder}: {os_reason(e)}") from None
+                raise RunError(f"{self.folder} is in use by {self.holder()}: wait for it to finish") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:      # the previous holder removed the file meanwhile
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = f"pid={os.getpid()} host={socket.gethostname()} command={self.command}\n"
+        os.ftruncate(fd, 0)
+        os.write(fd, info.encode())
+        self.fd = fd
+        return self
+
+    def holder(self) -> str:
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        return text.replace("\n", " ") or "another process"
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)        # closing drops the flock
+        self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+# -------------------------------------------------------------------------------- overwrite rules
+
+def is_run_dir(folder: Path) -> bool:
+    """Whether ``folder`` holds a run of this library: a config.json with its keys."""
+    try:
+        config = json.loads((Path(folder) / CONFIG).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(config, dict) and {"profile", "data", "command"} <= set(config)
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Names in ``folder`` that ``train`` did not write."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in RUN_FILES)
+
+
+def check_train_out(out: Path, force: bool) -> None:
+    """``train --out``: a new or empty folder, or one of this library's runs (RunError otherwise).
+    With ``force``, a non-empty folder is accepted, and only RUN_FILES in it are replaced."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder")
+    if not out.is_dir() or force:
+        return
+    if any(p.name != LOCK for p in out.iterdir()) and not is_run_dir(out):   # a lock file alone: a killed start
+        names = foreign_files(out) or sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise RunError(f"--out {out} is not empty and holds no run of this library ({shown}): "
+                       f"choose a new folder, or --force to write the run's files beside them")
+
+
+def check_writable_file(path: Path, force: bool, flag: str = "--json") -> None:
+    """A file a command is about to write: not a folder, not existing unless ``force``."""
+    path = Path(path)
+    if path.is_dir():
+        raise RunError(f"{flag} {path} is a folder, not a file")
+    if path.exists() and not force:
+        raise RunError(f"{path} exists: --force to overwrite it")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise RunError(f"{flag} {path}: {parent} is a file, not a folder")
+
+
+__all__ = ["RunError", "RunLock", "git_commit", "command_line", "machine", "save_atomic", "write_json",
+           "write_text", "load_weights", "read_json", "is_run_dir", "check_train_out", "check_writable_file",
+           "RUN_FILES", "CONFIG", "CHECKPOINT", "MODEL_FILE", "LOCK"]
