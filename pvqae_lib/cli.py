@@ -23,7 +23,8 @@ from .config import Profile, get_device, get_profile, profile_from_dict
 from .data import DataError, load_dataset, mtsd_split
 from .quantize import check_lfq_size, lfq_sizes
 from .runs import (CONFIG, HISTORY, SPLIT, RunError, RunLock, check_train_out, check_writable_file,
-                   command_line, git_commit, is_run_dir, machine, os_reason, read_json, write_json, write_text)
+                   command_line, git_commit, is_run_dir, machine, os_reason, read_json, remove_stale_temporaries,
+                   write_json, write_text)
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
@@ -219,6 +220,7 @@ def cmd_train(args) -> int:
         if is_main:
             out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out, args.command_line).acquire()     # one writer per run folder
+            remove_stale_temporaries(out)                        # a write cut short by kill -9
             if not args.resume:
                 check_not_started(out, args.force)               # again, now that no one else can start it
                 for stale in (CHECKPOINT, MODEL_FILE):

@@ -37,6 +37,15 @@ LOCK = "run.lock"
 RUN_FILES = (CONFIG, CHECKPOINT, MODEL_FILE, HISTORY, SPLIT, LOCK)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()      # what open() would give a new file (mkstemp's own is 0o600)
+
+
 class RunError(ValueError):
     """A run folder or file that cannot be used or written (one line, names the path)."""
 
@@ -99,6 +108,7 @@ def _write_atomic(path: Path, write) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -216,6 +226,17 @@ class RunLock:
 
 
 # -------------------------------------------------------------------------------- overwrite rules
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Remove what a killed write of one of RUN_FILES left (``.checkpoint.pt.<random>.tmp``); call it
+    holding the folder's lock. Returns the names removed."""
+    removed = []
+    for name in RUN_FILES:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+    return removed
+
 
 def is_run_dir(folder: Path) -> bool:
     """Whether ``folder`` holds a run of this library: a config.json with its keys."""

@@ -23,7 +23,6 @@ import torch
 
 from conftest import TINY_TRAIN_ARGS, run_cli
 from pvqae_lib import runs
-from pvqae_lib.cli import check_resume_flags
 from pvqae_lib.config import HeadConfig, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
 from pvqae_lib.runs import RunError, RunLock
 
@@ -387,6 +386,7 @@ def test_resume_refuses_flags_that_change_the_run(flags, named, copy_of, tmp_pat
 
 
 def test_resume_accepts_flags_that_repeat_the_run(finished):
+    from pvqae_lib.cli import check_resume_flags
     config = json.loads((finished / "config.json").read_text())
     check_resume_flags(["train", "--out", "x", "--resume", "--epochs", "1", "--image-size", "32", "--seed", "0",
                         "--lr", "0.001", "--quiet", "--device", "cpu"], config, finished)
@@ -515,3 +515,54 @@ def test_a_truncated_checkpoint_on_resume(copy_of, tmp_path, capsys):
     data = (run / "checkpoint.pt").read_bytes()
     (run / "checkpoint.pt").write_bytes(data[:1000])
     refused(["train", "--out", run, "--resume"], capsys, "cannot read checkpoint", "checkpoint.pt", watch=tmp_path)
+
+
+def test_files_are_written_with_the_usual_permissions(finished):
+    """mkstemp makes 0600 files: the run's files get what open() would give them (0666 less the umask)."""
+    for name in ("model.pt", "checkpoint.pt", "config.json", "history.json"):
+        assert (finished / name).stat().st_mode & 0o777 == runs.FILE_MODE, name
+
+
+def test_resume_removes_what_a_killed_write_left(copy_of, tmp_path, capsys):
+    """A checkpoint write cut short by kill -9 leaves .checkpoint.pt.<random>.tmp: the next train into the
+    run removes it (and only it), then finishes the run."""
+    run = copy_of("config.json", "checkpoint.pt")
+    (run / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half")
+    (run / ".my.tmp").write_bytes(b"mine")
+    config = json.loads((run / "config.json").read_text())
+    code, _, err = run_cli(["train", "--out", run, "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in run.iterdir()) == [".my.tmp", "checkpoint.pt", "config.json", "history.json",
+                                                     "model.pt"]
+    assert json.loads((run / "config.json").read_text()) == config
+
+
+@pytest.mark.slow
+def test_kill_9_mid_training_then_resume_is_bit_identical(tmp_path, capsys):
+    """kill -9 leaves run.lock behind (with no flock held): --resume takes it over and finishes the run
+    with exactly the weights of an uninterrupted one."""
+    args = ["--epochs", "12", "--num-train", "8", "--image-size", "32", "--prior-steps", "2", "--batch-size", "8",
+            "--quiet"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PVQAE_DEVICE": "cpu", "PVQAE_PROFILE": "quick"}
+    proc = subprocess.Popen([sys.executable, "-m", "pvqae_lib", "train", "--out", str(killed), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (killed / "model.pt").exists():
+        pytest.skip("the run finished before it could be killed")
+    assert (killed / runs.LOCK).exists()            # the stale lock file
+    epoch = torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"]
+    assert 1 <= epoch < 12
+    code, _, err = run_cli(["train", "--out", killed, "--resume", "--quiet"], capsys)
+    assert code == 0, err
+    straight = tmp_path / "straight"
+    code, _, err = run_cli(["train", "--out", straight, *args], capsys)
+    assert code == 0, err
+    a = torch.load(killed / "model.pt", weights_only=True)["model"]
+    b = torch.load(straight / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (killed / runs.LOCK).exists()
