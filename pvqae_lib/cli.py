@@ -101,8 +101,8 @@ def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
         same = (math.isclose(value, saved, rel_tol=1e-12) if isinstance(value, float) and isinstance(saved, (int, float))
                 and not isinstance(saved, bool) else value == saved)
         if not same:
-            shown = "" if isinstance(value, bool) else f" {value}"
-            conflicts.append(f"{flag}{shown} differs from its {saved}")
+            conflicts.append(f"the saved run was made without {flag}" if isinstance(value, bool)
+                             else f"{flag} {value} differs from its {saved}")
     if conflicts:
         raise UsageError(f"--resume continues the run saved in {out / CONFIG}: {'; '.join(conflicts)} "
                          f"(drop these flags, or train a new run)")
@@ -261,6 +261,8 @@ def cmd_train(args) -> int:
 def check_run(run_dir: Path) -> None:
     """A run directory that holds a finished model (else a one-line error, with a hint to resume)."""
     from .pipeline import MODEL_FILE
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--run {run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist")
     if not (run_dir / MODEL_FILE).is_file():

@@ -377,7 +377,7 @@ def test_a_loss_diverging_in_the_first_epoch_leaves_nothing(tmp_path, capsys):
                                          (["--seed", "1"], ["--seed 1 differs from its 0"]),
                                          (["--lambda-max", "0.5"], ["--lambda-max 0.5 differs from its 1.25"]),
                                          (["--model", "vqvae"], ["--model vqvae differs"]),
-                                         (["--no-augment"], ["--no-augment differs"]),
+                                         (["--no-augment"], ["made without --no-augment"]),
                                          (["--epochs", "4", "--seed", "2", "--tau", "3"],
                                           ["--epochs 4", "--seed 2", "--tau 3.0"])])
 def test_resume_refuses_flags_that_change_the_run(flags, named, copy_of, tmp_path, capsys):
@@ -566,3 +566,31 @@ def test_kill_9_mid_training_then_resume_is_bit_identical(tmp_path, capsys):
     b = torch.load(straight / "model.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not (killed / runs.LOCK).exists()
+
+
+def read_only(path, *args, **kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+
+def test_train_on_a_read_only_file_system(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    refused(["train", "--out", tmp_path / "r", *ONE_STEP], capsys, "error: cannot use", str(tmp_path / "r"),
+            "Read-only file system", watch=tmp_path)
+
+
+def test_predict_on_a_read_only_file_system(finished, images, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    refused(["predict", "--run", finished, "--images", images, "--out", tmp_path / "p", "--no-calibrate"], capsys,
+            "error: cannot use", "Read-only file system", watch=tmp_path)
+
+
+def test_evaluate_json_on_a_read_only_file_system(finished, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runs.tempfile, "mkstemp", lambda dir, **kw: read_only(dir))
+    refused(["evaluate", "--run", finished, "--json", tmp_path / "r.json"], capsys, "cannot write",
+            str(tmp_path / "r.json"), "Read-only file system", watch=tmp_path)
+
+
+def test_evaluate_run_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    refused(["evaluate", "--run", tmp_path / "afile", "--json", tmp_path / "r.json"], capsys, "--run", "is a file",
+            watch=tmp_path)
