@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test unit warm nbval book check-book times clean
+.PHONY: setup demo test unit warm nbval book check-book times results clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -54,6 +54,12 @@ check-book: $(STAMP)
 ## the marked block of README.md when it has one
 times: $(STAMP)
 	PVQAE_PROFILE=quick $(PY) tools/time_chapters.py --fresh-cache --write-readme
+
+## results: regenerate what is made from the committed results (book/_static/results/*.json): the index
+## (index.csv), the book's results page (book/results.md), the README's headline table and the
+## benchmark table of docs/status.md
+results: $(STAMP)
+	$(PY) -m pvqae_lib.results
 
 clean:
 	rm -rf _build runs

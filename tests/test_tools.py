@@ -1,11 +1,10 @@
 """Tests for the pure functions of the repository scripts in tools/ (not a package: loaded from their files).
 
 tools/time_chapters.py: the markdown table of chapter times, the README block it rewrites and the
-chapter list read from _toc.yml; tools/results_table.py: the percentage format and the results table.
-No notebook is executed and the real README.md is never written.
+chapter list read from _toc.yml. (The results tables, once tools/results_table.py, are
+pvqae_lib.results, tested in tests/test_results.py.) No notebook is executed and the real README.md
+is never written.
 """
-import json
-
 import pytest
 from conftest import load_tool
 
@@ -13,11 +12,6 @@ from conftest import load_tool
 @pytest.fixture(scope="module")
 def tc():
     return load_tool("time_chapters")
-
-
-@pytest.fixture(scope="module")
-def rt():
-    return load_tool("results_table")
 
 
 # --------------------------------------------------------------------------- time_chapters.table
@@ -181,82 +175,3 @@ def test_chapters_from_the_repository_toc(tc):
     assert chapters, "no chapter notebook found from _toc.yml"
     assert all(p.suffix == ".ipynb" and p.is_file() and p.parent == tc.ROOT / "book" for p in chapters)
     assert len(set(chapters)) == len(chapters)
-
-
-# ------------------------------------------------------------------------------- results_table
-
-
-@pytest.mark.parametrize("value,text", [(None, "n/a"), (0.5, "50.0"), (0.98765, "98.8"), (1, "100.0"),
-                                        (0.0, "0.0")])
-def test_results_fmt_is_a_percentage(rt, value, text):
-    assert rt.fmt(value) == text
-
-
-def result(dataset, size, model, prior, image, pixel, pro, seconds="12.5", quantizer="vq",
-           commit="0123456789abcdef-dirty"):
-    return {"dataset": dataset, "config": {"model": {"image_size": size, "quantizer": quantizer}}, "model": model,
-            "prior": prior, "image_auroc": image, "pixel_auroc": pixel, "pro": pro, "train_seconds": seconds,
-            "train_git_commit": commit, "machine": "2 cores", "train_command": f"python -m pvqae_lib train --model {model}"}
-
-
-def test_results_table_rows_from_the_json_files(rt, tmp_path):
-    folder = tmp_path / "book" / "_static" / "results"
-    folder.mkdir(parents=True)
-    (folder / "b_vq.json").write_text(json.dumps(result("mtsd", 64, "vqvae", "none", 0.5, None, 0.25,
-                                                        commit="fedcba9876543210")))
-    (folder / "a_pv.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9123, 0.8, 0.7,
-                                                        quantizer="lfq")))
-    (folder / "fewshot.json").write_text(json.dumps({"dataset": "mtsd", "rows": []}))   # no image_auroc: skipped
-    (folder / "notes.txt").write_text("not a result")
-    lines = rt.table(folder).splitlines()
-    assert lines[0].startswith("| file | data | model (prior) | image AUROC | pixel AUROC | PRO |")
-    assert lines[2:4] == [
-        "| a_pv.json | synthetic 32 px | pvqae-lfq (universal) | 91.2 | 80.0 | 70.0 | 12.5 | 0123456-dirty | 2 cores | "
-        "`python -m pvqae_lib train --model pvqae` |",
-        "| b_vq.json | mtsd 64 px | vqvae (none) | 50.0 | n/a | 25.0 | 12.5 | fedcba9 | 2 cores | "
-        "`python -m pvqae_lib train --model vqvae` |",
-    ]
-    assert lines[4] == ""
-    assert lines[5].startswith("AUROC and PRO in %")
-    assert len(lines) == 6
-
-
-def test_results_table_names_the_head_scorer(rt, tmp_path):
-    folder = tmp_path / "results"
-    folder.mkdir()
-    r = result("synthetic", 64, "pvqae", "none", 0.9, 0.8, 0.7, quantizer="lfq")
-    r["config"]["score"] = {"scorer": "head"}
-    (folder / "h.json").write_text(json.dumps(r))
-    assert "| pvqae-lfq (segmentation head) | 90.0 |" in rt.table(folder).splitlines()[2]
-
-
-def test_results_table_rows_are_sorted_by_file_name(rt, tmp_path):
-    folder = tmp_path / "book" / "_static" / "results"
-    folder.mkdir(parents=True)
-    names = ["m_3.json", "z_1.json", "a_9.json", "q_2.json", "c_7.json", "k_5.json"]
-    for i, name in enumerate(names):
-        (folder / name).write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", i / 10, 0.5, 0.5)))
-    rows = rt.table(folder).splitlines()[2:2 + len(names)]
-    assert [row.split(" | ")[0] for row in rows] == [f"| {name}" for name in sorted(names)]
-
-
-def test_results_table_without_results_is_the_header_and_note(rt, tmp_path):
-    lines = rt.table(tmp_path).splitlines()
-    assert len(lines) == 4 and lines[1].startswith("|---|") and lines[2] == ""
-
-
-def test_benchmark_table_rows_and_ratio(rt, tmp_path):
-    rows = [{"model": m, "image_size": s, "train_images_per_second": ips, "inference_ms_per_image": ms,
-             "peak_memory_mb": mb} for m, s, ips, ms, mb in
-            (("pvqae", 64, 50.0, 20.0, 500.4), ("vqvae", 64, 60.0, 4.0, 400.6), ("pvqae", 128, 15.0, 300.0, 900.0),
-             ("vqvae", 128, 18.0, 12.345, 700.0))]
-    (tmp_path / "benchmark_x.json").write_text(json.dumps(
-        {"rows": rows, "step_ratio_pvqae_over_vqvae": {"64": 1.2, "128": 1.234}, "command": "python -m pvqae_lib benchmark",
-         "git_commit": "abcdef0123", "machine": "2 cores", "device": "cpu", "profile": "quick", "steps": 10}))
-    (tmp_path / "synthetic.json").write_text(json.dumps(result("synthetic", 32, "pvqae", "universal", 0.9, 0.8, 0.7)))
-    lines = rt.benchmark_table(tmp_path).splitlines()
-    assert lines[0].startswith("`benchmark_x.json`: `python -m pvqae_lib benchmark` (commit abcdef0,")
-    assert lines[4:] == ["| pvqae | 64 | 50.00 | 20.0 | 500 | 1.20 |", "| vqvae | 64 | 60.00 | 4.0 | 401 |  |",
-                         "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
-    assert rt.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
-

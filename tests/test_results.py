@@ -1,0 +1,218 @@
+"""pvqae_lib.results: the results index built from the committed JSON files, what is generated from
+it (the book's results page, the README's headline table, the benchmark table), and a check that
+the committed generated files are current. Only JSON is read; no model is trained.
+"""
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from pvqae_lib import results as R
+
+
+def evaluation(dataset="synthetic", model="pvqae", prior="universal", image=0.9, pixel=0.8, pro=0.7, seed=0,
+               epochs=10, quantizer="vq", size=64, scorer=None, standardized=None, backbone=None,
+               commit="0123456789abcdef-dirty"):
+    """A minimal ``evaluate`` JSON in the shape the command line writes."""
+    config = {"name": "quick",
+              "model": {"model": model, "quantizer": quantizer, "image_size": size, "width": 8, "codebook_size": 64,
+                        "tau": 1.0, "vq_level": 2},
+              "train": {"epochs": epochs, "lambda_max": 1.25, "schedule": "linear", "augment": True, "seed": seed},
+              "score": {"smooth_sigma": 2.0, "use_prior": True}}
+    if scorer is not None:
+        config["score"]["scorer"] = scorer
+    if backbone is not None:
+        config["model"]["backbone"] = backbone
+    r = {"image_auroc": image, "pixel_auroc": pixel, "pro": pro, "prior": prior, "model": model,
+         "dataset": dataset, "device": "cpu", "profile": "quick", "train_seconds": 12.5, "seconds": 3.25,
+         "git_commit": commit, "train_git_commit": commit, "machine": "2 cores",
+         "command": "python -m pvqae_lib evaluate --run runs/x --json x.json",
+         "train_command": f"python -m pvqae_lib train --model {model} --seed {seed}",
+         "per_category": [{"category": "tile"}, {"category": "weave"}],
+         "data": {"dataset": dataset, "category": None}, "config": config}
+    if standardized is not None:
+        r["standardized"] = standardized
+    return r
+
+
+BENCHMARK = {"rows": [{"model": m, "image_size": s, "train_images_per_second": ips, "inference_ms_per_image": ms,
+                       "peak_memory_mb": mb} for m, s, ips, ms, mb in
+                      (("pvqae", 64, 50.0, 20.0, 500.4), ("vqvae", 64, 60.0, 4.0, 400.6),
+                       ("pvqae", 128, 15.0, 300.0, 900.0), ("vqvae", 128, 18.0, 12.345, 700.0))],
+             "step_ratio_pvqae_over_vqvae": {"64": 1.2, "128": 1.234}, "command": "python -m pvqae_lib benchmark",
+             "git_commit": "abcdef0123", "machine": "2 cores", "device": "cpu", "profile": "quick", "steps": 10}
+FEWSHOT = {"dataset": "mtsd", "shots": [1, 2], "rows": [], "table": [], "seconds": 4.5, "git_commit": "abc",
+           "command": "python -m pvqae_lib fewshot", "device": "cpu", "profile": "quick", "machine": "2 cores"}
+
+
+def folder_with(tmp_path, files: dict):
+    folder = tmp_path / "results"
+    folder.mkdir(parents=True)
+    for name, record in files.items():
+        (folder / name).write_text(json.dumps(record))
+    return folder
+
+
+# ------------------------------------------------------------------------------------ formats
+
+
+@pytest.mark.parametrize("value,text", [(None, "n/a"), (float("nan"), "n/a"), (0.5, "50.0"), (0.98765, "98.8"),
+                                        (1, "100.0"), (0.0, "0.0")])
+def test_fmt_is_a_percentage(value, text):
+    assert R.fmt(value) == text
+
+
+@pytest.mark.parametrize("sha,text", [("0123456789abcdef", "0123456"), ("0123456789abcdef-dirty", "0123456-dirty"),
+                                      (None, "n/a"), ("", "n/a"), (float("nan"), "n/a")])
+def test_short_commit(sha, text):
+    assert R.short_commit(sha) == text
+
+
+# -------------------------------------------------------------------------------------- index
+
+
+def test_index_one_row_per_json_sorted_with_kinds(tmp_path):
+    folder = folder_with(tmp_path, {"b.json": evaluation(model="vqvae", prior="none"), "a.json": evaluation(),
+                                    "benchmark_x.json": BENCHMARK, "fewshot_y.json": FEWSHOT, "odd.json": {"x": 1}})
+    (folder / "notes.txt").write_text("not a result")
+    index = R.build_index(folder)
+    assert list(index.columns) == R.COLUMNS
+    assert list(index["file"]) == ["a.json", "b.json", "benchmark_x.json", "fewshot_y.json", "odd.json"]
+    assert list(index["kind"]) == ["evaluate", "evaluate", "benchmark", "fewshot", "other"]
+    # other kinds: provenance only, no configuration or metrics
+    few = index.set_index("file").loc["fewshot_y.json"]
+    assert few["dataset"] == "mtsd" and few["seconds"] == 4.5 and few["command"] == "python -m pvqae_lib fewshot"
+    assert pd.isna(few["image_auroc"]) and pd.isna(few["model.model"]) and pd.isna(few["standardized"])
+
+
+def test_index_flattens_the_configuration_with_defaults(tmp_path):
+    folder = folder_with(tmp_path, {"plain.json": evaluation(seed=2, epochs=30),
+                                    "feat.json": evaluation(backbone="lite0", scorer="head", standardized=True)})
+    index = R.build_index(folder).set_index("file")
+    plain, feat = index.loc["plain.json"], index.loc["feat.json"]
+    assert plain["model.backbone"] == "pixel"            # absent from older results: the paper's pixel encoder
+    assert plain["score.scorer"] == "pvqae" and not plain["standardized"] and not plain["head.enabled"]
+    assert plain["train.seed"] == 2 and plain["train.epochs"] == 30 and plain["train.lambda_max"] == 1.25
+    assert plain["categories"] == "tile+weave" and pd.isna(plain["category"])
+    assert plain["image_auroc"] == 0.9 and plain["git_commit"] == "0123456789abcdef-dirty"
+    assert feat["model.backbone"] == "lite0" and feat["score.scorer"] == "head" and feat["standardized"]
+
+
+def test_index_round_trips_through_csv(tmp_path):
+    folder = folder_with(tmp_path, {"a.json": evaluation(image=0.123456789012345), "benchmark.json": BENCHMARK,
+                                    "f.json": FEWSHOT})
+    index = R.build_index(folder)
+    path = R.write_index(index, tmp_path / "index.csv")
+    pd.testing.assert_frame_equal(R.load_index(path), index)
+    assert R.write_index(results_dir=folder) == folder / "index.csv"
+    assert (folder / "index.csv").read_text() == path.read_text()
+    # pandas queries on the flags are logical
+    assert list(R.load_index(path).query("not standardized and `model.model` == 'pvqae'")["file"]) == ["a.json"]
+
+
+def test_the_committed_index_is_current():
+    """Regenerating the index from the committed JSON files gives exactly the committed index.csv
+    (after adding or changing a result: `make results`)."""
+    committed = (R.RESULTS / R.INDEX_FILE).read_text()
+    assert R.index_csv(R.build_index()) == committed, "book/_static/results/index.csv is stale: run make results"
+
+
+def test_the_generated_page_and_blocks_are_current():
+    assert R.stale() == [], "run `python -m pvqae_lib.results` (make results)"
+
+
+# ----------------------------------------------------------------------------------- headline
+
+
+SEEDS = {"p0.json": evaluation(seed=0, image=0.6), "p1.json": evaluation(seed=1, image=0.7),
+         "p2.json": evaluation(seed=2, image=0.8), "v0.json": evaluation(model="vqvae", prior="none", image=0.5)}
+
+
+def test_headline_averages_the_seeds_of_one_configuration(tmp_path):
+    index = R.build_index(folder_with(tmp_path, SEEDS))
+    selectors = [R.Headline("PVQAE", "`model.model` == 'pvqae'", paper=(0.992, 0.965)),
+                 R.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
+    lines = R.headline_table(index, selectors).splitlines()
+    assert lines[2] == "| PVQAE | 0, 1, 2 | 70.0 ± 10.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 99.2 / 96.5 |"
+    assert lines[3] == "| VQ-VAE | 0 | 50.0 | 80.0 | 70.0 | n/a |"
+    assert lines[4] == ""
+
+
+def test_headline_skips_a_selector_that_matches_nothing(tmp_path):
+    index = R.build_index(folder_with(tmp_path, SEEDS))
+    selectors = [R.Headline("none yet", "`model.backbone` == 'lite0'"), R.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
+    assert [r["label"] for r in R.headline_rows(index, selectors)] == ["VQ-VAE"]
+
+
+def test_headline_refuses_two_configurations_or_a_repeated_seed(tmp_path):
+    index = R.build_index(folder_with(tmp_path, SEEDS))
+    with pytest.raises(ValueError, match="differ in model.model, prior"):
+        R.headline_rows(index, [R.Headline("both", "`train.epochs` == 10")])
+    index = R.build_index(folder_with(tmp_path / "b", {"a.json": evaluation(), "b.json": evaluation()}))
+    with pytest.raises(ValueError, match="one seed twice"):
+        R.headline_rows(index, [R.Headline("twice", "`model.model` == 'pvqae'")])
+
+
+def test_headline_at_most_ten_rows(tmp_path):
+    index = R.build_index(folder_with(tmp_path, SEEDS))
+    with pytest.raises(ValueError, match="at most 10"):
+        R.headline_rows(index, [R.Headline(str(i), "`model.model` == 'vqvae'") for i in range(11)])
+
+
+def test_the_repository_headline_rows():
+    """The selectors of the README match rows today, each one configuration (select() checks it)."""
+    rows = R.headline_rows(R.load_index())
+    assert 5 <= len(rows) <= R.MAX_HEADLINE_ROWS
+    first = rows[0]
+    assert first["seeds"] == [0, 1, 2] and first["image"] == "66.0 ± 7.6"
+    assert first["files"] == ["synthetic_quick_pvqae.json", "synthetic_quick_pvqae_seed1.json",
+                              "synthetic_quick_pvqae_seed2.json"]
+
+
+# ----------------------------------------------------------------------------- page, benchmark
+
+
+def test_results_page_is_plain_myst(tmp_path):
+    folder = folder_with(tmp_path, {**SEEDS, "m.json": evaluation(dataset="mtsd"), "benchmark.json": BENCHMARK,
+                                    "f.json": FEWSHOT})
+    page = R.results_page(R.build_index(folder)).splitlines()
+    headings = [line for line in page if line.startswith("#")]
+    assert headings[0].startswith("# ") and sum(h.startswith("# ") for h in headings) == 1
+    assert len(set(headings)) == len(headings)
+    assert headings[1:] == ["## Synthetic data (the embedded default)", "## MTSD (magnetic tiles)", "## Other results"]
+    # every table row has as many unescaped cell separators as its header
+    cells = [len(re.findall(r"(?<!\\)\|", line)) for line in page if line.startswith("|")]
+    header_pipes = {15, 7}
+    assert set(cells) <= header_pipes
+
+
+def test_the_committed_page_is_plain_myst():
+    page = R.PAGE.read_text().splitlines()
+    tables, current = [], None
+    for line in page:
+        if line.startswith("|"):
+            n = len(re.findall(r"(?<!\\)\|", line))
+            current = n if current is None else current
+            assert n == current, line
+        else:
+            current = None
+    assert sum(line.startswith("# ") for line in page) == 1 and page[0].startswith("# ")
+
+
+def test_benchmark_table_rows_and_ratio(tmp_path):
+    folder = folder_with(tmp_path, {"benchmark_x.json": BENCHMARK, "synthetic.json": evaluation()})
+    lines = R.benchmark_table(folder).splitlines()
+    assert lines[0].startswith("`benchmark_x.json`: `python -m pvqae_lib benchmark` (commit abcdef0,")
+    assert lines[4:] == ["| pvqae | 64 | 50.00 | 20.0 | 500 | 1.20 |", "| vqvae | 64 | 60.00 | 4.0 | 401 |  |",
+                         "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
+    assert R.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
+
+
+def test_replace_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("a\n<!-- x -->\nold\n<!-- /x -->\nb\n")
+    assert R.replace_block(readme, "<!-- x -->", "<!-- /x -->", r"new \1") is True
+    assert readme.read_text() == "a\n<!-- x -->\nnew \\1\n<!-- /x -->\nb\n"
+    assert R.replace_block(readme, "<!-- y -->", "<!-- /y -->", "z") is False
+    assert R.replace_block(tmp_path / "missing.md", "<!-- x -->", "<!-- /x -->", "z") is False
