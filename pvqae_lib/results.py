@@ -4,7 +4,8 @@ Every JSON file the command line committed to ``book/_static/results/`` becomes 
 pandas DataFrame (``build_index``), written to ``book/_static/results/index.csv``
 (``write_index``) and read back by the chapters (``load_index``), e.g.
 
-    idx = pv.results.load_index()
+    from pvqae_lib.results import load_index
+    idx = load_index()
     idx.query("dataset == 'synthetic' and `model.model` == 'pvqae' and `train.epochs` == 10")
 
 Rule for the ``kind`` column: ``evaluate`` files (they hold ``image_auroc``) fill every column;
@@ -130,6 +131,14 @@ def build_index(results_dir: Path | str = RESULTS) -> pd.DataFrame:
     return _typed(pd.DataFrame(rows, columns=COLUMNS))
 
 
+def _text(column: pd.Series) -> pd.Series:
+    """Text with NaN where empty: pandas' 'str' dtype (pandas >= 2.3), else objects."""
+    try:
+        return column.astype(pd.StringDtype(na_value=float("nan")))
+    except TypeError:                                     # older pandas (e.g. a Colab image): no na_value
+        return column.astype(object).where(column.notna(), float("nan"))
+
+
 def _typed(index: pd.DataFrame) -> pd.DataFrame:
     """The same dtypes however the index was made: text as strings, flags as pandas' nullable
     booleans, counts as nullable integers (empty for non-evaluate rows), so that a query's ``not standardized`` is a logical, not a bitwise, negation."""
@@ -137,8 +146,8 @@ def _typed(index: pd.DataFrame) -> pd.DataFrame:
         index[c] = index[c].astype("Int64")
     for c in FLOAT_COLUMNS:
         index[c] = index[c].astype("float64")
-    for c in set(COLUMNS) - set(INT_COLUMNS) - set(FLOAT_COLUMNS) - set(BOOL_COLUMNS):
-        index[c] = index[c].astype(pd.StringDtype(na_value=float("nan")))      # pandas' 'str', NaN when empty
+    for c in [c for c in COLUMNS if c not in INT_COLUMNS + FLOAT_COLUMNS + BOOL_COLUMNS]:
+        index[c] = _text(index[c])
     for c in BOOL_COLUMNS:
         index[c] = index[c].map({True: True, False: False, "True": True, "False": False}).astype("boolean")
     return index
