@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from .config import Profile, get_device, get_profile, profile_from_dict
-from .data import DataError, load_dataset, mtsd_split
+from .backbones import BACKBONES
+from .config import Profile, get_device, get_profile, profile_from_dict, with_backbone
+from .data import DataError, check_dataset, load_dataset, mtsd_split
 from .quantize import check_lfq_size, lfq_sizes
 from .runs import (CONFIG, HISTORY, SPLIT, RunError, RunLock, check_train_out, check_writable_file,
                    command_line, git_commit, is_run_dir, machine, os_reason, read_json, remove_stale_temporaries,
@@ -28,6 +29,7 @@ from .runs import (CONFIG, HISTORY, SPLIT, RunError, RunLock, check_train_out, c
 from .train import CHECKPOINT, CheckpointError, distributed_context, load_checkpoint
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
+FEATURE_ONLY_MODELS = ("ae", "patchcore")     # models that exist on a feature backbone only
 
 
 class UsageError(ValueError):
@@ -112,13 +114,24 @@ def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
 
 def profile_from_args(args) -> Profile:
     """The named profile with the command line's overrides applied (every one is recorded)."""
-    if args.vq_level is not None and args.model != "vqvae":
-        raise UsageError("--vq-level applies to --model vqvae only (PVQAE routes each patch to a level)")
-    p = get_profile(args.profile)
+    if args.vq_level is not None and args.model not in ("vqvae", "ae"):
+        raise UsageError("--vq-level applies to --model vqvae or ae only (PVQAE routes each patch to a level)")
+    if args.model in FEATURE_ONLY_MODELS and args.backbone == "pixel":
+        raise UsageError(f"--model {args.model} needs a pretrained feature backbone, e.g. --backbone efficientnet-lite0")
+    if args.backbone == "pixel" and (args.feature_noise is not None or args.coreset_ratio is not None):
+        raise UsageError("--feature-noise and --coreset-ratio apply with a feature --backbone only")
+    if args.coreset_ratio is not None and args.model != "patchcore":
+        raise UsageError("--coreset-ratio applies to --model patchcore only")
+    if args.restore_anomalies and args.backbone != "pixel":
+        raise UsageError("--restore-anomalies trains the pixel model only (features are extracted once, unpainted)")
+    if args.head and args.backbone != "pixel":
+        raise UsageError("--head sits on the pixel model only, not on a feature --backbone")
+    p = with_backbone(get_profile(args.profile), args.backbone)
     m, t, pr = p.model, p.train, p.prior
     m = replace(m, model=args.model, quantizer=args.quantizer,
                 **{k: v for k, v in {"tau": args.tau, "image_size": args.image_size, "width": args.width,
-                                     "codebook_size": args.codebook_size, "vq_level": args.vq_level}.items()
+                                     "codebook_size": args.codebook_size, "vq_level": args.vq_level,
+                                     "code_dim": args.code_dim, "coreset_ratio": args.coreset_ratio}.items()
                    if v is not None})
     if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 by default)
         if args.codebook_size is None:
@@ -126,7 +139,8 @@ def profile_from_args(args) -> Profile:
         check_lfq_size(m.codebook_size, m.code_dim)
     t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,
                                                          "epochs": args.epochs, "batch_size": args.batch_size,
-                                                         "lr": args.lr, "lr_schedule": args.lr_schedule}.items()
+                                                         "lr": args.lr, "lr_schedule": args.lr_schedule,
+                                                         "feature_noise": args.feature_noise}.items()
                                    if v is not None})
     if args.no_augment:
         t = replace(t, augment=False)
@@ -209,6 +223,8 @@ def cmd_train(args) -> int:
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))   # torchrun: one GPU per process
         torch.cuda.set_device(device)
+    d = run["data"]
+    check_dataset(d["dataset"], d["root"], d["category"], d["seed"])   # masks of the test split, before training
     train_set = load_split(run, "train")
     if len(train_set) < profile.train.batch_size:
         raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
@@ -647,7 +663,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambda-max", type=non_negative, help="terminal budget weight λmax (paper: 1.25)")
     t.add_argument("--tau", type=positive(float), help="Gumbel-Softmax temperature τ > 0")
     t.add_argument("--schedule", choices=("constant", "cosine", "linear"))
-    t.add_argument("--model", choices=("pvqae", "vqvae"), default="pvqae")
+    t.add_argument("--backbone", choices=BACKBONES, default="pixel",
+                   help="the encoder: pixel (the paper's, trained from scratch) or a frozen pretrained pyramid "
+                        "(efficientnet-lite0 offline; wide-resnet50 downloads its weights)")
+    t.add_argument("--model", choices=("pvqae", "vqvae") + FEATURE_ONLY_MODELS, default="pvqae",
+                   help="ae (no quantization) and patchcore (memory bank) need a feature --backbone")
     t.add_argument("--quantizer", choices=("vq", "lfq"), default="vq")
     t.add_argument("--vq-level", type=int, choices=(0, 1, 2),
                    help="--model vqvae: the one level it quantizes, 0 coarsest .. 2 finest (default 2)")
@@ -661,6 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image-size", type=positive(int))
     t.add_argument("--width", type=positive(int))
     t.add_argument("--codebook-size", type=positive(int))
+    t.add_argument("--code-dim", type=positive(int), help="channels of a code")
+    t.add_argument("--feature-noise", type=non_negative,
+                   help="feature backbone: Gaussian noise on the standardized input features while training")
+    t.add_argument("--coreset-ratio", type=positive(float), help="patchcore: share of training patches kept")
     t.add_argument("--num-train", type=positive(int), help="synthetic: normal training images per category")
     t.add_argument("--prior-steps", type=positive(int))
     t.add_argument("--head", action="store_true",

@@ -36,7 +36,9 @@ def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> Non
 @dataclass
 class ModelConfig:
     """The autoencoder: a VQGAN-style encoder whose last three blocks give the hierarchy."""
-    model: str = "pvqae"            # 'pvqae' (routed multi-resolution) or 'vqvae' (one fixed level)
+    model: str = "pvqae"            # 'pvqae' (routed multi-resolution), 'vqvae' (one fixed level); on a feature
+                                    # backbone also 'ae' (no quantization) and 'patchcore' (a memory bank)
+    backbone: str = "pixel"         # 'pixel' (the paper's encoder) or a frozen pyramid (pvqae_lib.backbones)
     quantizer: str = "vq"           # 'vq' (codebook lookup) or 'lfq' (lookup-free: codebook_size = 2**code_dim)
     image_size: int = 64
     width: int = 8                  # channels of the first (full-resolution) stage
@@ -49,12 +51,21 @@ class ModelConfig:
     router_hidden: int = 64
     vq_level: int = 2               # VQVAE only: which level it quantizes (0 coarsest .. 2 finest)
     num_levels: int = 3
+    feature_hidden: int = 128       # feature backbone only: channels of the projections and the decoder
+    coreset_ratio: float = 0.01     # patchcore only: share of training patches kept in the memory bank
 
     def __post_init__(self):
         check_numbers(self, positive=("beta",), at_least_one=("image_size", "width", "code_dim", "codebook_size",
                                                                 "router_hidden", "num_levels"))
-        if self.model not in ("pvqae", "vqvae"):
-            raise ValueError(f"model must be 'pvqae' or 'vqvae', got {self.model!r}")
+        from .backbones import BACKBONES, PIXEL
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        models = ("pvqae", "vqvae") if self.backbone == PIXEL else ("pvqae", "vqvae", "ae", "patchcore")
+        if self.model not in models:
+            raise ValueError(f"model must be one of {', '.join(models)} with the {self.backbone} backbone, "
+                             f"got {self.model!r}")
+        if self.backbone != PIXEL and self.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32 with a feature backbone, got {self.image_size}")
         if self.quantizer not in ("vq", "lfq"):
             raise ValueError(f"quantizer must be 'vq' or 'lfq', got {self.quantizer!r}")
         if not self.tau > 0:
@@ -65,7 +76,10 @@ class ModelConfig:
 
     @property
     def coarse_stride(self) -> int:
-        """Pixels per side of one coarsest patch (the unit the budget is decided on)."""
+        """Pixels per side of one coarsest patch (the unit the budget is decided on); 32 on a
+        feature pyramid (strides 8, 16, 32)."""
+        if self.backbone != "pixel":
+            return 32
         return 2 ** (len(self.stem_mults) + self.num_levels - 1)
 
 
@@ -81,6 +95,7 @@ class TrainConfig:
     disc_weight: float = 0.1        # adversarial weight, times VQGAN's adaptive factor
     disc_start: float = 0.5         # fraction of training before the discriminator joins
     augment: bool = True            # random flips and colour jitter, as in the paper
+    feature_noise: float = 0.0      # feature backbone only: Gaussian noise on the standardized input features
     restore_anomalies: bool = False # LFQUIAD/DRÆM: inputs carry synthetic anomalies, the target is the normal image
     seed: int = 0
     amp: bool = True                # mixed precision, used only where CUDA is present
@@ -184,6 +199,25 @@ def full_profile() -> Profile:
     )
 
 
+FEATURE_IMAGE_SIZE = 224     # the ImageNet networks' own input size; levels at strides 8/16/32 give 28/14/7 grids
+
+
+def with_backbone(profile: Profile, backbone: str) -> Profile:
+    """The profile's sizes for PVQAE on a frozen pyramid (``backbone`` not 'pixel', chapter 8).
+
+    Features are extracted once per image and cached, so training does not augment (a flipped
+    image would need its own features), the images are 224 px, and the small autoencoder above
+    the pyramid trains for ``feature_epochs`` epochs; everything else is the profile's.
+    """
+    if backbone == "pixel":
+        return replace(profile, model=replace(profile.model, backbone="pixel"))
+    quick = profile.name == "quick"
+    model = replace(profile.model, backbone=backbone, image_size=FEATURE_IMAGE_SIZE, code_dim=64, codebook_size=512,
+                    feature_hidden=64 if quick else 128)
+    train = replace(profile.train, augment=False, epochs=20 if quick else 60, batch_size=16, lr=1e-3)
+    return replace(profile, model=model, train=train)
+
+
 def get_profile(name: str | None = None) -> Profile:
     """``name`` or $PVQAE_PROFILE, else ``full`` where CUDA is present and ``quick`` elsewhere."""
     name = name or os.environ.get("PVQAE_PROFILE") or ("full" if torch.cuda.is_available() else "quick")
@@ -238,6 +272,6 @@ def from_dict(cls, data: dict):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "HeadConfig", "Profile", "quick_profile",
+__all__ = ["with_backbone", "FEATURE_IMAGE_SIZE", "ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "HeadConfig", "Profile", "quick_profile",
            "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "changed_settings",
            "flat_settings", "replace"]

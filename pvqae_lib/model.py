@@ -203,7 +203,127 @@ class VQVAE(nn.Module):
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
-    """``PVQAE`` or ``VQVAE``, as ``cfg.model`` says."""
+    """``PVQAE`` or ``VQVAE`` on pixels; on a feature backbone a :class:`FeatureAutoencoder`
+    ('pvqae', 'vqvae', 'ae') or a :class:`pvqae_lib.patchcore.PatchCore`, as ``cfg`` says."""
+    if cfg.backbone != "pixel":
+        from .backbones import backbone_channels
+        if cfg.model == "patchcore":
+            from .patchcore import PatchCore, PatchCoreConfig
+            return PatchCore(PatchCoreConfig(coreset_ratio=cfg.coreset_ratio))
+        return FeatureAutoencoder(cfg, backbone_channels(cfg.backbone))
     if cfg.image_size % cfg.coarse_stride:
         raise ValueError(f"image_size {cfg.image_size} must be a multiple of the coarse patch {cfg.coarse_stride}")
     return PVQAE(cfg) if cfg.model == "pvqae" else VQVAE(cfg)
+
+
+# ------------------------------------------------------------------------------- on a feature pyramid
+
+def resample(f: torch.Tensor, size) -> torch.Tensor:
+    """A map brought to another grid: averaged down to a coarser one, interpolated (bilinear) up."""
+    if f.shape[-2:] == tuple(size):
+        return f
+    if f.shape[-1] > size[-1]:
+        return F.adaptive_avg_pool2d(f, size)
+    return F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+
+
+class FeatureAutoencoder(nn.Module):
+    """PVQAE (or a baseline) above a frozen pretrained pyramid: this book's extension (chapter 8).
+
+    The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.backbones`); everything above
+    the encoder is the paper's. Per level, a 1x1 projection of the whole pyramid at that level's
+    resolution gives the routing features and the codes z_r; the Dynamic Routing Module picks one level per coarse patch (Gumbel-Softmax); each
+    level is quantized (VQ or LFQ) and Σ_r b_r ⊙ q_r on the finest grid is decoded. The decoder
+    reconstructs the *features*: every level, standardized per channel with the training images'
+    statistics and brought to the finest grid (:meth:`target`), so S_recon is a feature error.
+
+    ``cfg.model`` picks the variant on the same features: 'pvqae' (routed, three codebooks),
+    'vqvae' (one codebook at ``cfg.vq_level``), 'ae' (the same network with no quantization: what
+    the bottleneck alone does). ``forward`` returns :class:`AEOutput`, ``recon`` being the
+    reconstructed target.
+    """
+
+    def __init__(self, cfg: ModelConfig, channels: tuple):
+        super().__init__()
+        self.cfg, self.num_levels = cfg, cfg.num_levels
+        self.channels = tuple(channels)                         # coarsest first
+        hid = cfg.feature_hidden
+        self.register_buffer("mean", torch.zeros(sum(channels)))
+        self.register_buffer("std", torch.ones(sum(channels)))
+        self.routes = cfg.model == "pvqae"
+        self.used = list(range(self.num_levels)) if self.routes else [cfg.vq_level]   # the levels it codes
+        # level r sees the whole pyramid at its own resolution (finer maps averaged down, coarser
+        # ones interpolated up): the levels differ in resolution, not in what they know
+        self.project = nn.ModuleList(nn.Sequential(nn.Conv2d(sum(channels), hid, 1), nn.GELU()) for _ in channels)
+        self.to_code = nn.ModuleList(nn.Conv2d(hid, cfg.code_dim, 1) for _ in channels)
+        self.quantizers = nn.ModuleList(build_quantizer(cfg.quantizer, cfg.codebook_size, cfg.code_dim, cfg.beta)
+                                        for _ in self.used) if cfg.model != "ae" else nn.ModuleList()
+        self.router = DynamicRouter([hid] * self.num_levels, cfg.router_hidden) if self.routes else None
+        # light on purpose: one 3x3 convolution mixes neighbouring codes, then 1x1 layers (an epoch
+        # of MTSD's 640 tiles costs seconds on a CPU, not minutes)
+        self.decoder = nn.Sequential(nn.Conv2d(cfg.code_dim, hid, 3, padding=1, padding_mode=PAD_MODE), nn.GELU(),
+                                     nn.Conv2d(hid, hid, 1), nn.GELU(), nn.Conv2d(hid, sum(channels), 1))
+
+    @torch.no_grad()
+    def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
+        """Per-channel mean and spread of the training images' features, level by level."""
+        mean, std = [], []
+        for f in levels:
+            total = sq = 0
+            for i in range(0, len(f), batch_size):
+                chunk = f[i:i + batch_size].float()
+                total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
+            n = f.shape[0] * f.shape[2] * f.shape[3]
+            mean.append(total / n)
+            std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
+        self.mean.copy_(torch.cat(mean))
+        self.std.copy_(torch.cat(std).clamp(min=1e-3))
+
+    def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each level, per channel, as z-scores of the training features."""
+        out, start = [], 0
+        for f in levels:
+            c = f.shape[1]
+            out.append((f.float() - self.mean[start:start + c].view(1, -1, 1, 1)) / self.std[start:start + c].view(1, -1, 1, 1))
+            start += c
+        return out
+
+    def target(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """What the decoder rebuilds: every standardized level on the finest grid, (B, ΣC, h_f, w_f)."""
+        levels = self.standardized(levels)
+        return torch.cat([resample(f, levels[-1].shape[-2:]) for f in levels], 1)
+
+    def forward(self, levels: list[torch.Tensor], route: torch.Tensor | None = None,
+                noise: float = 0.0) -> AEOutput:
+        """``route`` (B, h, w), when given, overrides the router (scoring with the predicted normal
+        budget); ``noise`` adds Gaussian noise of that spread to the standardized input (training only)."""
+        x = self.standardized(levels)
+        if noise > 0:
+            x = [f + noise * torch.randn_like(f) for f in x]
+        hidden = [p(torch.cat([resample(f, g.shape[-2:]) for f in x], 1)) for p, g in zip(self.project, x)]
+        B = x[0].shape[0]
+        grid, finest = x[0].shape[-2:], x[-1].shape[-2:]
+        codes = [self.to_code[r](hidden[r]) for r in self.used]
+        qs = [q(z) for q, z in zip(self.quantizers, codes)]
+        quantized = [q.quantized for q in qs] if qs else codes
+        logits = None
+        if self.routes:
+            logits = self.router(hidden)
+            if route is None:
+                scores = self.router.route(logits, self.cfg.tau, self.training)
+            else:
+                scores = F.one_hot(route, self.num_levels).permute(0, 3, 1, 2).to(logits.dtype)
+            z = combine_levels(quantized, scores, finest)
+        else:
+            scores = torch.zeros(B, self.num_levels, *grid, device=x[0].device)
+            scores[:, self.used[0]] = 1
+            z = F.interpolate(quantized[0], size=finest, mode="nearest")
+        recon = self.decoder(z)
+        share = scores.detach().mean(dim=(0, 2, 3))
+        logs = {f"share_{r}": share[r] for r in range(self.num_levels)}
+        if qs:
+            logs["perplexity"] = torch.stack([q.logs["perplexity"] for q in qs]).mean()
+            vq_loss = torch.stack([q.loss for q in qs]).mean()
+        else:
+            vq_loss = z.new_zeros(())
+        return AEOutput(recon, vq_loss, scores, logits, codes, [q.indices for q in qs], logs)

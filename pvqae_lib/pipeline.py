@@ -18,6 +18,7 @@ import torch
 from . import metrics
 from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
                      flat_settings, from_dict)
+from .features import collect_feature_budgets, fit_feature_model, score_images
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
 from .scoring import score_dataset, standardize
@@ -61,11 +62,16 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
     if unknown or not prior_kinds:
         raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
     t0 = time.time()
-    model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
-                                       progress, epoch_callback)
+    if profile.model.backbone == "pixel":
+        model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
+                                           progress, epoch_callback)
+    else:                                         # a frozen pyramid: chapter 8, pvqae_lib.features
+        model, history, features = fit_feature_model(train_set.images, profile, out_dir, resume, device,
+                                                     progress, epoch_callback)
     trained = Trained(model, profile.model, list(train_set.category_names), history=history)
     if profile.model.model == "pvqae":
-        levels = collect_budgets(model, train_set.images)
+        levels = (collect_budgets(model, train_set.images) if profile.model.backbone == "pixel"
+                  else collect_feature_budgets(model, features))
         for kind in prior_kinds:
             if kind == "per-class" and len(train_set.category_names) == 1 and "universal" in trained.priors:
                 trained.priors[kind], trained.prior_losses[kind] = trained.priors["universal"], trained.prior_losses["universal"]
@@ -76,6 +82,8 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
                                       seed=profile.train.seed, device=device, progress=progress)
             trained.priors[kind], trained.prior_losses[kind] = prior, losses
     if profile.head.enabled:
+        if profile.model.backbone != "pixel":
+            raise ValueError("the segmentation head (--head) sits on the pixel model only, not on a feature backbone")
         h = profile.head
         trained.head, head_history = train_head(model, train_set, h.steps, h.batch_size, h.lr, profile.train.seed,
                                                 h.width, progress=progress)
@@ -154,7 +162,13 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     if cfg.scorer == "head" and prior != "none":
         raise ValueError(f"the segmentation head scores the model's own reconstruction: prior must be none, got {prior!r}")
     classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
-    sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+    if trained.model_config.backbone == "pixel":
+        sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
+    elif cfg.scorer == "head":
+        raise ValueError("the segmentation head scores pixel models only; this run has the "
+                         f"{trained.model_config.backbone} backbone")
+    else:
+        sc = score_images(trained.model, trained.model_config, test_set.images, p, classes, cfg, device)
     if cfg.scorer == "head":
         sc["s"], sc["image"] = head_scores(trained, test_set, cfg, device=device)
     if cfg.standardize:
@@ -275,17 +289,14 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
     return result
 
 
-TRAINING_CODE = ("anomaly.py", "budget.py", "config.py", "discriminator.py", "model.py", "prior.py", "quantize.py",
-                 "routing.py", "segmentation.py", "train.py", "data/synthetic.py", "data/real.py", "data/transforms.py")
-
-
 def code_version() -> str:
-    """A hash of the modules that decide what training produces, so a code change invalidates the cache."""
+    """A hash of every module of the package, so any code change invalidates the model cache (a
+    list of the modules that matter went stale twice: scoring and the data loaders were missing)."""
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in TRAINING_CODE:
-        path = here / name
-        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    for path in sorted(here.rglob("*.py")):
+        digest.update(path.relative_to(here).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
