@@ -299,16 +299,22 @@ def scoring_of(args, trained, run, run_dir: Path):
             raise UsageError(f"run {run_dir} has no segmentation head: train it with --head")
         if args.prior not in (None, "none"):
             raise UsageError("--scorer head scores the model's own reconstruction: it takes no --prior")
+    feature_score = getattr(args, "feature_score", None) or "recon"
+    if feature_score != "recon" and (trained.model_config.backbone == "pixel"
+                                     or trained.model_config.model not in ("pvqae", "vqvae")):
+        raise UsageError("--feature-score code needs a quantized model (pvqae or vqvae) on a feature backbone")
     if args.scorer == "head" or trained.model_config.model != "pvqae":
         prior = "none"
     else:
         prior = args.prior or "universal"
-    return prior, replace(profile_from_dict(run["profile"]).score, standardize=args.standardize, scorer=args.scorer)
+    return prior, replace(profile_from_dict(run["profile"]).score, standardize=args.standardize, scorer=args.scorer,
+                          feature_score=feature_score)
 
 
 def describe_scoring(prior: str, cfg) -> str:
     """'universal prior', 'segmentation head, standardized', ... for a printout."""
-    return ("segmentation head" if cfg.scorer == "head" else f"{prior} prior") + (", standardized" if cfg.standardize else "")
+    return (("segmentation head" if cfg.scorer == "head" else f"{prior} prior")
+            + (", code distance" if cfg.feature_score == "code" else "") + (", standardized" if cfg.standardize else ""))
 
 
 def run_lock_if_run(folder: Path, args):
@@ -500,24 +506,36 @@ def fmt(x) -> str:
 
 # ------------------------------------------------------------------------------------- benchmark
 
+PIXEL_SIZES = [64]             # the pixel sizes when --sizes is not given (compared by identity)
+
 def cmd_benchmark(args) -> int:
     from .benchmark import run_benchmark
     out_json = Path(args.json) if args.json else None
     if out_json:
         check_writable_file(out_json, args.force)
+    if len(set(args.backbones)) != len(args.backbones):
+        raise UsageError("--backbones must not repeat a name")
     device = device_of(args)
     base = get_profile(args.profile).model
-    for size in args.sizes:                    # a size the models do not take fails here, not in a child
-        for name in ("pvqae", "vqvae"):
-            check_buildable(replace(base, model=name, image_size=size), "--sizes")
+    if "pixel" in args.backbones:
+        for size in args.sizes:                # a size the models do not take fails here, not in a child
+            for name in ("pvqae", "vqvae"):
+                check_buildable(replace(base, model=name, image_size=size), "--sizes")
+    elif args.sizes is not PIXEL_SIZES:
+        raise UsageError("--sizes sets the pixel models' sizes: add pixel to --backbones, or use --feature-size")
+    if args.feature_size is not None:
+        if all(b == "pixel" for b in args.backbones):
+            raise UsageError("--feature-size applies to a feature backbone in --backbones (e.g. efficientnet-lite0)")
+        if args.feature_size % 32:
+            raise UsageError(f"--feature-size must be a multiple of 32 (strides 8, 16, 32), got {args.feature_size}")
     commit = git_commit()                      # the code that runs, even if HEAD moves meanwhile
-    result = run_benchmark(args.sizes, args.batch_size, args.steps, device, args.profile)
+    result = run_benchmark(args.sizes, args.batch_size, args.steps, device, args.profile, backbones=args.backbones,
+                           feature_size=args.feature_size, fit_images=args.fit_images)
     result.update(git_commit=commit, command=args.command_line, machine=machine())
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         write_json(result, out_json)
     return 0
-
 
 
 # --------------------------------------------------------------------------------------- fewshot
@@ -565,40 +583,106 @@ def cmd_fewshot(args) -> int:
 
 # ------------------------------------------------------------------------------------------ demo
 
+DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
+DEMO_FEATURE_SIZE = None    # feature backbones: train at this size instead of the profile's (None: its 224 px)
+
+
+def demo_models(backbone: str) -> tuple:
+    """The models ``demo`` trains on ``backbone``: PatchCore exists on a feature backbone only."""
+    return ("pvqae", "vqvae") if backbone == "pixel" else ("pvqae", "vqvae", "patchcore")
+
+
+def demo_train_args(args) -> list[str]:
+    """The options every ``train`` of the demo gets (besides --model, --out, --force, --quiet)."""
+    size = args.image_size or (DEMO_FEATURE_SIZE if args.backbone != "pixel" else None)
+    extra = {"--image-size": size, "--epochs": args.epochs, "--num-train": args.num_train,
+             "--prior-steps": args.prior_steps}
+    return (["--dataset", "synthetic", "--profile", args.profile, "--seed", str(args.seed), "--backbone", args.backbone]
+            + [str(x) for k, v in extra.items() if v is not None for x in (k, v)])
+
+
+def same_train_command(run: Path, argv: list[str]) -> bool:
+    """Whether the finished run in ``run`` was trained by ``argv`` (--force and --quiet aside): a demo
+    rerun reuses it only then, so another --backbone or --epochs never reads a stale model."""
+    from .pipeline import MODEL_FILE
+    if not (run / MODEL_FILE).is_file() or not (run / CONFIG).is_file():
+        return False
+    try:
+        saved = read_json(run / CONFIG, "run configuration")["command"].split()
+    except (RunError, KeyError, TypeError, AttributeError):
+        return False
+    drop = {"--force", "--quiet"}
+    return [w for w in saved if w not in drop] == [w for w in command_line(argv).split() if w not in drop]
+
+
 def cmd_demo(args) -> int:
-    """Train and evaluate PVQAE and the VQ-VAE baseline through the same commands a user types,
-    then print the table and draw heat maps of a few test images."""
+    """Train and evaluate PVQAE, the VQ-VAE baseline (and PatchCore, on a feature backbone) through
+    the same ``train`` and ``evaluate`` commands a user types, then print the table (with each run's
+    seconds) and draw heat maps of a few test images."""
+    if args.backbone != "pixel" and args.image_size is not None and args.image_size % 32:
+        raise UsageError(f"--image-size must be a multiple of 32 with the {args.backbone} backbone, got {args.image_size}")
     out = Path(args.out)
-    common = ["--dataset", "synthetic", "--profile", args.profile, "--seed", str(args.seed)]
-    if args.force:
-        common.append("--force")
-    for name in ("pvqae", "vqvae"):
-        run = out / name
-        if not (run / "model.pt").is_file() or args.force:
-            code = main(["train", "--model", name, "--out", str(run), *common] + (["--quiet"] if args.quiet else []))
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    runs = out / args.backbone
+    common = demo_train_args(args)
+    names = demo_models(args.backbone)
+    size = next((common[i + 1] for i, w in enumerate(common) if w == "--image-size"), None)
+    profile = with_backbone(get_profile(args.profile), args.backbone)
+    size_note = (f"{size} px (set by the demo; the {args.backbone} default is {profile.model.image_size} px)"
+                 if size else f"{profile.model.image_size} px")
+    print(f"demo: {', '.join(DEMO_LABELS[n] for n in names)} on the {args.backbone} backbone, synthetic data "
+          f"({args.num_train or profile.num_train} training images per category), {args.profile} profile, {size_note}, "
+          f"{args.epochs or profile.train.epochs} epochs; runs in {runs}", flush=True)
+    rows = []       # (label, evaluate JSON, train seconds or None when reused, evaluate seconds)
+    for name in names:
+        run = runs / name
+        argv = ["train", "--model", name, "--out", str(run), *common]
+        train_s = None
+        if args.force or not same_train_command(run, argv):
+            t0 = time.perf_counter()
+            code = main(argv + ["--force"] + (["--quiet"] if args.quiet else []))
             if code:
                 return code
-        code = main(["evaluate", "--run", str(run), "--json", str(out / f"{name}.json"), "--force"])
-        if code:
-            return code
-    results = {n: read_json(out / f"{n}.json") for n in ("pvqae", "vqvae")}
-    print(f"\n{'model':8s} {'image AUROC':>12s} {'pixel AUROC':>12s} {'PRO':>8s}   (synthetic, {args.profile} profile, "
-          f"seed {args.seed}, means over categories)")
-    for n, r in results.items():
-        print(f"{n:8s} {fmt(r['image_auroc']):>12s} {fmt(r['pixel_auroc']):>12s} {fmt(r['pro']):>8s}")
-    figure = demo_figure(out)
-    print(f"heat maps -> {figure}")
+            train_s = time.perf_counter() - t0
+        variants = [("", [])] + ([(", standardized", ["--standardize"])] if name == "pvqae" and args.standardize else [])
+        for suffix, flags in variants:
+            result = runs / f"{name}{suffix.replace(', ', '_')}.json"
+            t0 = time.perf_counter()
+            code = main(["evaluate", "--run", str(run), *flags, "--json", str(result), "--force"])
+            if code:
+                return code
+            rows.append((DEMO_LABELS[name] + suffix, read_json(result), None if suffix else train_s,
+                         time.perf_counter() - t0))
+    print(f"\n{'model':24s} {'image AUROC':>12s} {'pixel AUROC':>12s} {'PRO':>8s} {'train s':>8s} {'evaluate s':>11s}"
+          f"   (synthetic, {args.backbone}, seed {args.seed}, means over categories)")
+    for label, r, train_s, eval_s in rows:
+        trained = ("" if train_s is None and label.endswith("standardized")
+                   else f"{train_s:.0f}" if train_s is not None else f"{r['train_seconds']:.0f}*")
+        print(f"{label:24s} {fmt(r['image_auroc']):>12s} {fmt(r['pixel_auroc']):>12s} {fmt(r['pro']):>8s} "
+              f"{trained:>8s} {eval_s:11.0f}")
+    if any(t is None and not label.endswith("standardized") for label, _, t, _ in rows):
+        print("* reused: the run existed with the same train command (--force retrains); its recorded training seconds")
+    print("train s: the whole train command (data, feature extraction, training, priors); evaluate s: the whole "
+          "evaluate command; PVQAE is scored with its universal prior, 'standardized' against the training images' maps")
+    t0 = time.perf_counter()
+    figure = demo_figure(out, runs, names)
+    print(f"heat maps -> {figure} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
-def demo_figure(out: Path, per_kind: int = 1) -> Path:
-    """Heat maps of PVQAE and the VQ-VAE on one test image of each category and defect kind."""
+def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), per_kind: int = 1) -> Path:
+    """Heat maps of each model in ``names`` (runs in ``runs``) on one test image of each category and
+    defect kind (every other one), scored as ``evaluate`` scores them by default; each model's column
+    shares one scale, 0 to the 99.5th percentile of its maps on these images, drawn as a colorbar."""
     import matplotlib
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
     from .pipeline import MODEL_FILE, load_trained, score
-    from .viz import heatmap_figure
-    run = read_json(out / "pvqae" / CONFIG, "run configuration")
+    from .viz import show_heat, show_image
+    runs = runs or out
+    run = read_json(runs / names[0] / CONFIG, "run configuration")
     test_set = load_split(run, "test")
     kinds = np.array(test_set.kinds)
     pick = [int(np.flatnonzero((kinds == k) & (test_set.categories.numpy() == c))[0])
@@ -606,13 +690,28 @@ def demo_figure(out: Path, per_kind: int = 1) -> Path:
             if ((kinds == k) & (test_set.categories.numpy() == c)).any()][::2]
     subset = test_set.subset(pick)
     maps = {}
-    for name in ("pvqae", "vqvae"):
-        trained = load_trained(out / name / MODEL_FILE)
-        maps[name.upper() if name == "pvqae" else "VQ-VAE"] = score(trained, subset, "universal" if name == "pvqae" else "none")["s"]
-    fig = heatmap_figure(subset.images, subset.masks[:, 0].numpy(), maps,
-                         titles=[f"{test_set.category_names[int(subset.categories[i])]}/{subset.kinds[i]}" for i in range(len(subset))])
+    for name in names:
+        trained = load_trained(runs / name / MODEL_FILE)
+        maps[DEMO_LABELS[name]] = score(trained, subset, "universal" if name == "pvqae" else "none")["s"]
+    n, cols = len(subset), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.1 * n + 0.8), squeeze=False, layout="constrained")
+    masks = subset.masks[:, 0].numpy()
+    for i in range(n):
+        show_image(axes[i, 0], subset.images[i], f"{test_set.category_names[int(subset.categories[i])]}/{subset.kinds[i]}",
+                   masks[i])
+    for j, (label, m) in enumerate(maps.items(), start=1):
+        vmax = max(float(np.percentile(m, 99.5)), 1e-12)
+        for i in range(n):
+            show_heat(axes[i, j], subset.images[i], m[i], label if i == 0 else None, masks[i], vmax)
+        bar = fig.colorbar(plt.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, vmax), cmap="jet"),
+                           ax=list(axes[:, j]), orientation="horizontal", fraction=0.03, pad=0.01, aspect=25)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label(f"{label} score", fontsize=7)
+    fig.suptitle(f"{run['profile']['model'].get('backbone', 'pixel')} backbone: anomaly maps (white: true defect); "
+                 "one scale per model column", fontsize=9)
     path = out / "heatmaps.png"
     fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 # ------------------------------------------------------------------------------------------ main
@@ -699,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prior", choices=("none", "universal", "per-class"), help="default: universal")
     e.add_argument("--standardize", action="store_true",
                    help="score each pixel against the training images' maps at its position (a book choice, chapter 7)")
+    e.add_argument("--feature-score", choices=("recon", "code"),
+                   help="feature backbone: S_recon from the feature reconstruction error (default) or from each "
+                        "code vector's distance to its codebook entry")
     e.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae",
                    help="pvqae: S = S_prior x S_recon (the paper); head: LFQUIAD's segmentation head (train --head)")
     e.add_argument("--json", required=True)
@@ -706,8 +808,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device")
     e.set_defaults(func=cmd_evaluate)
 
-    b = sub.add_parser("benchmark", help="training throughput, latency and memory: PVQAE vs VQ-VAE")
-    b.add_argument("--sizes", type=positive(int), nargs="+", default=[64])
+    b = sub.add_parser("benchmark", help="training throughput, latency and memory: PVQAE vs VQ-VAE (pixel), "
+                                         "PVQAE vs PatchCore (feature backbones)")
+    b.add_argument("--backbones", nargs="+", choices=BACKBONES, default=["pixel", "efficientnet-lite0"],
+                   help="pixel: PVQAE and the VQ-VAE at --sizes; a feature backbone: PVQAE and PatchCore at "
+                        "--feature-size, extraction timed apart (default: pixel efficientnet-lite0)")
+    b.add_argument("--sizes", type=positive(int), nargs="+", default=PIXEL_SIZES, help="pixel image sizes (default 64)")
+    b.add_argument("--feature-size", type=positive(int),
+                   help="feature backbones' image size, a multiple of 32 (default: the backbone's, 224)")
+    b.add_argument("--fit-images", type=positive(int), default=160,
+                   help="PatchCore's coreset is fitted on this many images (default 160: a synthetic category)")
     b.add_argument("--batch-size", type=positive(int), default=8)
     b.add_argument("--steps", type=positive(int), default=5)
     b.add_argument("--profile", choices=("quick", "full"), default="quick")
@@ -745,6 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--standardize", action="store_true",
                     help="standardize each pixel against the run's normal training images (as evaluate)")
     pr.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae", help="as evaluate --scorer")
+    pr.add_argument("--feature-score", choices=("recon", "code"), help="as evaluate --feature-score")
     pr.add_argument("--threshold", type=finite, help="flag images whose score is above this value")
     pr.add_argument("--no-calibrate", action="store_true",
                     help="do not score the run's held-out normal images (no percentile column)")
@@ -752,10 +863,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device")
     pr.set_defaults(func=cmd_predict)
 
-    d = sub.add_parser("demo", help="train + evaluate PVQAE and the VQ-VAE on synthetic data; table and heat maps")
+    d = sub.add_parser("demo", help="train + evaluate PVQAE, the VQ-VAE and PatchCore on synthetic data; table and heat maps")
+    d.add_argument("--backbone", choices=BACKBONES, default="efficientnet-lite0",
+                   help="a frozen feature pyramid (PVQAE, VQ-VAE and PatchCore on it; default efficientnet-lite0) "
+                        "or pixel (the paper's encoder: PVQAE and VQ-VAE)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--profile", choices=("quick", "full"), default="quick")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--image-size", type=positive(int), help="train and score at this size (feature backbone: "
+                                                             "a multiple of 32)")
+    d.add_argument("--epochs", type=positive(int), help="training epochs of PVQAE and the VQ-VAE")
+    d.add_argument("--num-train", type=positive(int), help="normal training images per category")
+    d.add_argument("--prior-steps", type=positive(int), help="PVQAE's prior: training steps")
+    d.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="skip the PVQAE row scored with --standardize")
     d.add_argument("--force", action="store_true", help="retrain even if the runs exist")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)

@@ -58,6 +58,7 @@ CONFIG_COLUMNS = [
     ("model.quantizer", ("config", "model", "quantizer"), "vq"),
     ("model.width", ("config", "model", "width"), None),
     ("model.codebook_size", ("config", "model", "codebook_size"), None),
+    ("model.code_dim", ("config", "model", "code_dim"), None),
     ("model.tau", ("config", "model", "tau"), None),
     ("model.vq_level", ("config", "model", "vq_level"), None),
     ("train.epochs", ("config", "train", "epochs"), None),
@@ -65,9 +66,11 @@ CONFIG_COLUMNS = [
     ("train.lambda_max", ("config", "train", "lambda_max"), None),
     ("train.schedule", ("config", "train", "schedule"), None),
     ("train.augment", ("config", "train", "augment"), True),
+    ("train.feature_noise", ("config", "train", "feature_noise"), 0.0),
     ("train.restore_anomalies", ("config", "train", "restore_anomalies"), False),
     ("head.enabled", ("config", "head", "enabled"), False),
     ("score.scorer", ("config", "score", "scorer"), "pvqae"),
+    ("score.feature_score", ("config", "score", "feature_score"), "recon"),
     ("prior", ("prior",), None),
     ("standardized", ("standardized",), False),
 ]
@@ -77,9 +80,9 @@ PROVENANCE_COLUMNS = ["device", "machine", "seconds", "train_seconds", "git_comm
                       "train_command"]
 COLUMNS = (["file", "kind"] + [c for c, _, _ in CONFIG_COLUMNS] + METRIC_COLUMNS + PROVENANCE_COLUMNS)
 BOOL_COLUMNS = ["train.augment", "train.restore_anomalies", "head.enabled", "standardized"]
-FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "image_auroc", "pixel_auroc", "pro", "image_auroc_pooled",
+FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "image_auroc", "pixel_auroc", "pro", "image_auroc_pooled",
                  "pixel_auroc_pooled", "pro_pooled", "seconds", "train_seconds"]
-INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.vq_level", "train.epochs", "train.seed",
+INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level", "train.epochs", "train.seed",
                "num_test"]
 # What makes two evaluations the same configuration (so that their seeds may be averaged):
 # everything but the seed, the files and the provenance. A head trained after the autoencoder
@@ -390,7 +393,8 @@ def results_page(index: pd.DataFrame | None = None) -> str:
 
 
 def benchmark_table(results: Path | str = RESULTS) -> str:
-    """One markdown table per committed benchmark_*.json: both models at every size, the step ratio."""
+    """One markdown table per committed benchmark_*.json: both models at every size, the step ratio; and
+    the feature backbones' rows (PVQAE, PatchCore) where the file has them."""
     parts = []
     for path in sorted(Path(results).glob("benchmark*.json")):
         b = json.loads(path.read_text())
@@ -403,6 +407,16 @@ def benchmark_table(results: Path | str = RESULTS) -> str:
             rel = f"{ratio[str(r['image_size'])]:.2f}" if r["model"] == "pvqae" else ""
             lines.append(f"| {r['model']} | {r['image_size']} | {r['train_images_per_second']:.2f} | "
                          f"{r['inference_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} | {rel} |")
+        if b.get("feature_rows"):            # feature backbones (benchmark --backbones): PVQAE and PatchCore
+            na = lambda x, spec: "" if x is None else format(x, spec)   # noqa: E731
+            lines += ["", "| backbone | model | px | extraction images/s | train images/s (cached features) | "
+                      "coreset fit ms/image | scoring ms/image (extraction + model) | peak memory MB |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in b["feature_rows"]:
+                fit = r["fit_seconds_per_image"]
+                lines.append(f"| {r['backbone']} | {r['model']} | {r['image_size']} | {r['extract_images_per_second']:.1f} | "
+                             f"{na(r['train_images_per_second'], '.1f')} | {na(None if fit is None else fit * 1000, '.1f')} | "
+                             f"{r['inference_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) or "No benchmark JSON committed."
 
