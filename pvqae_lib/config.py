@@ -156,11 +156,15 @@ class ScoreConfig:
     standardize: bool = False       # True: each pixel against normal maps at its position (a book choice)
     scorer: str = "pvqae"           # 'pvqae': S = S_prior x S_recon; 'head': LFQUIAD's segmentation head
     head_sigma: float = 1.0         # Gaussian smoothing of the head's map in pixels at 64 px
+    feature_score: str = "recon"    # feature backbone: 'recon' (feature reconstruction error) or 'code'
+                                    # (distance of each position's code vector z to its codebook entry)
 
     def __post_init__(self):
         check_numbers(self)
         if self.smooth_sigma < 0 or self.head_sigma < 0:
             raise ValueError(f"smooth_sigma and head_sigma must be >= 0, got {self.smooth_sigma}, {self.head_sigma}")
+        if self.feature_score not in ("recon", "code"):
+            raise ValueError(f"feature_score must be recon or code, got {self.feature_score!r}")
         if self.scorer not in ("pvqae", "head"):
             raise ValueError(f"scorer must be pvqae or head, got {self.scorer!r}")
 

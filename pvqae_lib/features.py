@@ -159,11 +159,35 @@ def feature_maps(model: FeatureAutoencoder, levels: list[torch.Tensor], image_si
     else:
         predicted, recon = routed, out.recon
         s_prior = torch.ones(B, *size, device=routed.device)
-    err = (recon - model.target(levels)).pow(2).mean(1, keepdim=True)
+    if cfg.feature_score == "code":
+        err = code_distance(model, out)
+    else:
+        err = (recon - model.target(levels)).pow(2).mean(1, keepdim=True)
     s_recon = F.interpolate(err, size=size, mode="bilinear", align_corners=False)[:, 0]
     s = gaussian_blur(combine(s_prior, s_recon), cfg.smooth_sigma * image_size / 64)
     return {"s": s, "s_prior": s_prior, "s_recon": s_recon, "image": s.flatten(1).amax(1),
             "routed": routed, "predicted": predicted}
+
+
+def code_distance(model: FeatureAutoencoder, out) -> torch.Tensor:
+    """||z - q||² per position on the finest grid, (B, 1, h_f, w_f): how far each code vector lies
+    from the nearest entry of its level's codebook, at the level the router chose.
+
+    A codebook trained on normal features is a learned memory bank, as PatchCore's coreset is: a
+    feature no normal patch resembles lies far from every code. (ScoreConfig.feature_score='code',
+    chapter 8 measures it against the reconstruction error.)
+    """
+    if not len(model.quantizers):
+        raise ValueError("feature_score='code' needs a quantized model (pvqae or vqvae), not the plain autoencoder")
+    finest = out.recon.shape[-2:]
+    dist = []
+    for j, quantizer in enumerate(model.quantizers):
+        q = quantizer.embed(out.indices[j]).to(out.codes[j].dtype)
+        dist.append(F.interpolate((out.codes[j] - q).pow(2).sum(1, keepdim=True), size=finest, mode="nearest"))
+    if not model.routes:
+        return dist[0]
+    mask = F.interpolate(out.scores, size=finest, mode="nearest")
+    return sum(mask[:, r:r + 1] * d for r, d in enumerate(dist))
 
 
 @torch.no_grad()

@@ -122,3 +122,20 @@ def test_feature_maps_and_scores():
     arrays = score_features(net, levels, 64, batch_size=2)
     assert arrays["s"].shape == (3, 64, 64) and arrays["routed"].shape == (3, 2, 2)
     assert np.allclose(arrays["image"], sc["image"].numpy(), atol=1e-5)
+
+
+def test_code_distance_is_zero_on_a_codebook_entry_and_grows_away_from_it():
+    from pvqae_lib.features import code_distance
+    net = FeatureAutoencoder(cfg("vqvae"), CHANNELS).eval()
+    levels = pyramid(2)
+    out = net(levels)
+    d = code_distance(net, out)
+    assert d.shape == (2, 1, 8, 8) and (d >= 0).all()
+    z, q = out.codes[0], net.quantizers[0].embed(out.indices[0])
+    assert torch.allclose(d[:, 0], (z - q).pow(2).sum(1), atol=1e-5)
+    sc = feature_maps(net, levels, 64, cfg=ScoreConfig(feature_score="code"))
+    assert sc["s"].shape == (2, 64, 64)
+    with pytest.raises(ValueError, match="quantized model"):
+        code_distance(FeatureAutoencoder(cfg("ae"), CHANNELS), FeatureAutoencoder(cfg("ae"), CHANNELS)(levels))
+    with pytest.raises(ValueError, match="feature_score"):
+        ScoreConfig(feature_score="nearest")
