@@ -48,9 +48,13 @@ def check_buildable(model_cfg, flag: str = "--image-size") -> None:
     """Build the pixel model once and run one image through it: a size or width the architecture
     does not accept fails here, before anything is written (feature backbones check their sizes in
     ModelConfig)."""
-    if getattr(model_cfg, "backbone", "pixel") != "pixel":
-        return
     from .model import build_model
+    if getattr(model_cfg, "backbone", "pixel") != "pixel":
+        try:
+            build_model(model_cfg)            # a feature model: its sizes were checked by ModelConfig
+        except Exception as e:
+            raise UsageError(f"the {model_cfg.model} model on {model_cfg.backbone} cannot be built: {os_reason(e)}") from None
+        return
     size = model_cfg.image_size
     try:
         with torch.no_grad():

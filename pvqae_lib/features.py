@@ -57,7 +57,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
     ``cfg.feature_noise`` adds Gaussian noise to the standardized inputs (a denoising
     autoencoder's guard against copying its input). Returns (model, history).
     """
-    from .train import load_checkpoint, lr_at, progress_bar, save_atomic
+    from .train import check_finite_loss, load_checkpoint, lr_at, progress_bar, save_atomic
     device = torch.device(device or "cpu")
     torch.manual_seed(cfg.seed)
     model = FeatureAutoencoder(model_cfg, channels)
@@ -97,9 +97,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
             budget = (budget_loss(out.scores, entropy[index].to(device), patch) if model.routes
                       else rec.new_zeros(()))
             loss = total_loss(rec, out.vq_loss, budget, lam)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss.item()} at step {step} (epoch {epoch + 1}); "
-                                         f"lower --lr or check the settings")
+            check_finite_loss(loss.item(), step, epoch, steps_per_epoch, cfg.epochs, 1, out_dir)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -235,6 +235,10 @@ PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear'
 PAPER_SCORE = ("`score.scorer` == 'pvqae' and not standardized and not `head.enabled` "
                "and not `train.restore_anomalies`")                     # S = S_prior x S_recon, as the paper
 VQ64 = "`model.quantizer` == 'vq' and `model.codebook_size` == 64"
+# PVQAE on the frozen EfficientNet-Lite0 pyramid (chapter 8b), the profile's feature training
+LITE0 = ("dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0' "
+         "and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `train.feature_noise` == 0 "
+         "and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
 
 
 def where(*conditions: str) -> str:
@@ -259,18 +263,20 @@ HEADLINE = [
     Headline("Synthetic, 200 epochs: PVQAE, S with universal prior, standardized",
              where("dataset == 'synthetic'", QUICK_PIXEL, PROFILE_TRAINING, VQ64, "`score.scorer` == 'pvqae'",
                    "standardized", "`model.model` == 'pvqae'", "`train.epochs` == 200", "prior == 'universal'")),
-    Headline("Synthetic, 200 epochs: VQ-VAE, standardized",
-             where("dataset == 'synthetic'", QUICK_PIXEL, PROFILE_TRAINING, VQ64, "`score.scorer` == 'pvqae'",
-                   "standardized", "`model.model` == 'vqvae'", "`train.epochs` == 200")),
     Headline("MTSD, quick (10 epochs): PVQAE, S with universal prior",
              where("dataset == 'mtsd'", QUICK_PIXEL, PROFILE_TRAINING, PAPER_SCORE, VQ64,
                    "`model.model` == 'pvqae'", "`train.epochs` == 10", "prior == 'universal'"), paper=PAPER_MTSD),
-    Headline("MTSD, quick (10 epochs): VQ-VAE",
-             where("dataset == 'mtsd'", QUICK_PIXEL, PROFILE_TRAINING, PAPER_SCORE, VQ64,
-                   "`model.model` == 'vqvae'", "`model.vq_level` == 2", "`train.epochs` == 10")),
     Headline("MTSD, 120 epochs, λmax 2.5: PVQAE, S with universal prior",
              where("dataset == 'mtsd'", QUICK_PIXEL, PAPER_SCORE, VQ64, "`train.lambda_max` == 2.5",
                    "`train.epochs` == 120", "`model.model` == 'pvqae'", "prior == 'universal'"), paper=PAPER_MTSD),
+    Headline("MTSD, EfficientNet-Lite0 pyramid (book's extension): PVQAE, S with universal prior",
+             where(LITE0, "`model.model` == 'pvqae'", "prior == 'universal'", "not standardized"), paper=PAPER_MTSD),
+    Headline("MTSD, EfficientNet-Lite0 pyramid: PVQAE, S with universal prior, standardized",
+             where(LITE0, "`model.model` == 'pvqae'", "prior == 'universal'", "standardized"), paper=PAPER_MTSD),
+    Headline("MTSD, EfficientNet-Lite0 pyramid: PatchCore (1 % coreset)",
+             where(LITE0, "`model.model` == 'patchcore'", "not standardized")),
+    Headline("MTSD, EfficientNet-Lite0 pyramid: PatchCore, standardized",
+             where(LITE0, "`model.model` == 'patchcore'", "standardized")),
 ]
 MAX_HEADLINE_ROWS = 10
 
@@ -458,6 +464,60 @@ def stale() -> list[str]:
         if not path.is_file() or f"{start}\n{text}\n{end}" not in path.read_text():
             out.append(f"{path.relative_to(ROOT)} {start}")
     return out
+
+
+# --------------------------------------------------------------------------- seeds, for the chapters
+
+def seed_stats(groups: dict, index: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean and sample std over seeds of each configuration: ``groups`` is {label: file pattern}
+    (fnmatch, e.g. ``'mtsd_lite0_pvqae_seed?.json'``), one configuration per label, its seeds the
+    files it matches. One row per label that matches something, indexed by label, with columns
+    ``seeds``, ``files`` and ``<metric>_mean`` / ``<metric>_std`` (fractions; std 0 for one seed)."""
+    import fnmatch
+    index = load_index() if index is None else index
+    rows = []
+    for label, pattern in groups.items():
+        hit = index[(index["kind"] == "evaluate") & index["file"].map(lambda f: fnmatch.fnmatch(f, pattern))]
+        if hit.empty:
+            continue
+        row = {"label": label, "seeds": len(hit), "files": ", ".join(hit["file"])}
+        for metric in ("image_auroc", "pixel_auroc", "pro", "train_seconds"):
+            values = hit[metric].astype(float)
+            row[f"{metric}_mean"] = values.mean()
+            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("label") if rows else pd.DataFrame()
+
+
+def seed_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """``seed_stats`` as the table a chapter shows: 'mean ± std' in % per metric."""
+    def pm(row, metric):
+        m, s = 100 * row[f"{metric}_mean"], 100 * row[f"{metric}_std"]
+        return f"{m:.1f}" if row["seeds"] < 2 else f"{m:.1f} ± {s:.1f}"
+    return pd.DataFrame({"seeds": stats["seeds"],
+                         "image AUROC (%)": [pm(r, "image_auroc") for _, r in stats.iterrows()],
+                         "pixel AUROC (%)": [pm(r, "pixel_auroc") for _, r in stats.iterrows()],
+                         "PRO (%)": [pm(r, "pro") for _, r in stats.iterrows()],
+                         "train s": [f"{r['train_seconds_mean']:.0f}" for _, r in stats.iterrows()]},
+                        index=stats.index)
+
+
+def beyond_spread(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") -> bool:
+    """Whether two configurations' means differ by more than the sum of their seed spreads."""
+    gap = abs(stats.loc[a, f"{metric}_mean"] - stats.loc[b, f"{metric}_mean"])
+    return bool(gap > stats.loc[a, f"{metric}_std"] + stats.loc[b, f"{metric}_std"])
+
+
+def compare(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") -> str:
+    """One generated sentence: how ``a`` compares with ``b`` on ``metric``, and whether the
+    difference is outside the seed spread (|Δmean| > std_a + std_b)."""
+    name = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO"}[metric]
+    ma, mb = 100 * stats.loc[a, f"{metric}_mean"], 100 * stats.loc[b, f"{metric}_mean"]
+    word = "above" if ma > mb else "below" if ma < mb else "equal to"
+    spread = ("a difference outside the seed spread" if beyond_spread(stats, a, b, metric)
+              else "within the seed spread: these seeds do not separate them")
+    return (f"{a}: {name} {ma:.1f} %, {word} {b} ({mb:.1f} %) by {abs(ma - mb):.1f} points, {spread} "
+            f"({int(stats.loc[a, 'seeds'])} and {int(stats.loc[b, 'seeds'])} seeds).")
 
 
 def main(argv=None) -> int:

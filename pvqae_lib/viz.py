@@ -104,3 +104,28 @@ def plot_shares(history: dict, num_levels: int = 3, ax=None, smooth: int = 10):
     ax.set_ylim(0, 1)
     ax.legend()
     return ax
+
+
+def allocation_and_maps(images, routed, maps: dict):
+    """Rows of images: the routed level of every coarse patch over the image (defect outlined),
+    then one anomaly map per entry of ``maps`` ({title: (N, H, W)}), each column with its own
+    colour scale and a colorbar. ``images`` is an ImageSet."""
+    n, cols = len(images), 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(2.4 * cols + 0.6, 2.2 * n), squeeze=False)
+    masks = images.masks[:, 0].numpy()
+    for i in range(n):
+        overlay_levels(axes[i, 0], images.images[i], routed[i], title=images.kinds[i])
+        if masks[i].any():
+            axes[i, 0].contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(to_numpy_image(images.images[i]))
+            im = ax.imshow(np.asarray(m[i]), cmap="jet", alpha=0.5, vmin=0, vmax=float(np.max(m)))
+            if masks[i].any():
+                ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
+            ax.set_title(name if i == 0 else None)
+            ax.axis("off")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    level_legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig

@@ -216,3 +216,19 @@ def test_replace_block(tmp_path):
     assert readme.read_text() == "a\n<!-- x -->\nnew \\1\n<!-- /x -->\nb\n"
     assert R.replace_block(readme, "<!-- y -->", "<!-- /y -->", "z") is False
     assert R.replace_block(tmp_path / "missing.md", "<!-- x -->", "<!-- /x -->", "z") is False
+
+
+def test_seed_stats_and_generated_comparisons():
+    from pvqae_lib.results import beyond_spread, compare, seed_stats, seed_table
+    index = pd.DataFrame({"file": ["a_seed0.json", "a_seed1.json", "b_seed0.json", "b_seed1.json", "c.json"],
+                          "kind": ["evaluate"] * 4 + ["benchmark"],
+                          "image_auroc": [0.90, 0.92, 0.70, 0.74, None], "pixel_auroc": [0.9, 0.9, 0.8, 0.8, None],
+                          "pro": [0.5, 0.5, 0.4, 0.4, None], "train_seconds": [10, 12, 10, 10, None]})
+    stats = seed_stats({"A": "a_seed?.json", "B": "b_seed?.json", "none": "zzz*.json"}, index)
+    assert list(stats.index) == ["A", "B"] and stats.loc["A", "seeds"] == 2
+    assert stats.loc["A", "image_auroc_mean"] == pytest.approx(0.91)
+    assert seed_table(stats).loc["A", "image AUROC (%)"] == "91.0 ± 1.4"
+    assert beyond_spread(stats, "A", "B")
+    assert "above B (72.0 %) by 19.0 points, a difference outside the seed spread" in compare(stats, "A", "B")
+    close = seed_stats({"A": "a_seed?.json", "A2": "a_seed1.json"}, index)
+    assert not beyond_spread(close, "A", "A2") and "within the seed spread" in compare(close, "A2", "A")
