@@ -588,7 +588,11 @@ def cmd_fewshot(args) -> int:
 # ------------------------------------------------------------------------------------------ demo
 
 DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
-DEMO_FEATURE_SIZE = None    # feature backbones: train at this size instead of the profile's (None: its 224 px)
+# Feature backbones: the demo trains at 128 px for 10 epochs, not the profile's 224 px and 20 epochs: at 224 px
+# one PVQAE epoch alone took over two minutes here (2 shared cores), and at 128 px 20 epochs of PVQAE took
+# about 7 minutes with the machine shared; the demo must finish in about 5 (README, "Two commands").
+DEMO_FEATURE_SIZE = 128
+DEMO_FEATURE_EPOCHS = 10
 
 
 def demo_models(backbone: str) -> tuple:
@@ -598,8 +602,9 @@ def demo_models(backbone: str) -> tuple:
 
 def demo_train_args(args) -> list[str]:
     """The options every ``train`` of the demo gets (besides --model, --out, --force, --quiet)."""
-    size = args.image_size or (DEMO_FEATURE_SIZE if args.backbone != "pixel" else None)
-    extra = {"--image-size": size, "--epochs": args.epochs, "--num-train": args.num_train,
+    feature = args.backbone != "pixel"
+    extra = {"--image-size": args.image_size or (DEMO_FEATURE_SIZE if feature else None),
+             "--epochs": args.epochs or (DEMO_FEATURE_EPOCHS if feature else None), "--num-train": args.num_train,
              "--prior-steps": args.prior_steps}
     return (["--dataset", "synthetic", "--profile", args.profile, "--seed", str(args.seed), "--backbone", args.backbone]
             + [str(x) for k, v in extra.items() if v is not None for x in (k, v)])
@@ -631,13 +636,20 @@ def cmd_demo(args) -> int:
     runs = out / args.backbone
     common = demo_train_args(args)
     names = demo_models(args.backbone)
-    size = next((common[i + 1] for i, w in enumerate(common) if w == "--image-size"), None)
+    given = dict(zip(common[::2], common[1::2]))
     profile = with_backbone(get_profile(args.profile), args.backbone)
-    size_note = (f"{size} px (set by the demo; the {args.backbone} default is {profile.model.image_size} px)"
-                 if size else f"{profile.model.image_size} px")
+    size = given.get("--image-size", profile.model.image_size)
+    epochs = given.get("--epochs", profile.train.epochs)
+    set_by_demo = [f"{what} {value} (the {args.backbone} default is {default})"
+                   for what, value, default, ours in (("image size", f"{size} px", f"{profile.model.image_size} px",
+                                                       args.image_size is None),
+                                                      ("epochs", epochs, profile.train.epochs, args.epochs is None))
+                   if str(value).split()[0] != str(default).split()[0] and ours]
     print(f"demo: {', '.join(DEMO_LABELS[n] for n in names)} on the {args.backbone} backbone, synthetic data "
-          f"({args.num_train or profile.num_train} training images per category), {args.profile} profile, {size_note}, "
-          f"{args.epochs or profile.train.epochs} epochs; runs in {runs}", flush=True)
+          f"(3 categories, {args.num_train or profile.num_train} training and {profile.num_test} test images each), "
+          f"{args.profile} profile, {size} px, {epochs} epochs, seed {args.seed}; runs in {runs}"
+          + (f"\n  set by the demo to finish in about 5 minutes on 2 CPU cores: {'; '.join(set_by_demo)}"
+             if set_by_demo else ""), flush=True)
     rows = []       # (label, evaluate JSON, train seconds or None when reused, evaluate seconds)
     for name in names:
         run = runs / name
