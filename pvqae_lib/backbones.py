@@ -32,8 +32,10 @@ import torch.nn.functional as F
 
 PIXEL = "pixel"
 BACKBONES = (PIXEL, "efficientnet-lite0", "wide-resnet50")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)        # torchvision's input normalisation (wide-resnet50)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+LITE_MEAN = (127 / 255,) * 3                  # EfficientNet-Lite's own, "inception-style": (255·x - 127) / 128,
+LITE_STD = (128 / 255,) * 3                   # as in TensorFlow's Edge models the weights were converted from
 WIDE_RESNET50_URL = "https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth"   # torchvision's V1 weights
 
 
@@ -50,13 +52,14 @@ class FeaturePyramid(nn.Module):
     are ImageNet's) and holds no trainable parameter.
     """
 
-    def __init__(self, name: str, stages: nn.ModuleList, taps: tuple, channels: tuple, weights: str):
+    def __init__(self, name: str, stages: nn.ModuleList, taps: tuple, channels: tuple, weights: str,
+                 mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD):
         super().__init__()
         self.name, self.stages, self.taps = name, stages, tuple(taps)
         self.channels = tuple(channels)          # coarsest first
         self.weights = weights                   # where the weights came from: a file's SHA-256, or 'random'
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
@@ -82,6 +85,7 @@ class FeaturePyramid(nn.Module):
 # ------------------------------------------------------------------------------- EfficientNet-Lite0
 
 LITE0_TAPS = (4, 10, 14)     # blocks whose outputs are the stride-8, 16 and 32 levels
+CHANNELS = {"efficientnet-lite0": (192, 112, 40), "wide-resnet50": (2048, 1024, 512)}   # per level, coarsest first
 
 
 def efficientnet_lite0(pretrained: bool = True) -> FeaturePyramid:
@@ -107,7 +111,8 @@ def efficientnet_lite0(pretrained: bool = True) -> FeaturePyramid:
     stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
     blocks = list(net._blocks[:LITE0_TAPS[-1] + 1])
     stages = nn.ModuleList([nn.Sequential(stem, blocks[0]), *blocks[1:]])   # stage i = block i
-    return FeaturePyramid("efficientnet-lite0", stages, LITE0_TAPS, (192, 112, 40), weights)
+    return FeaturePyramid("efficientnet-lite0", stages, LITE0_TAPS, CHANNELS["efficientnet-lite0"], weights,
+                          LITE_MEAN, LITE_STD)
 
 
 # ------------------------------------------------------------------------------- Wide ResNet-50-2
@@ -162,7 +167,7 @@ def wide_resnet50(pretrained: bool = True) -> FeaturePyramid:
         weights = verify_state(net, state, WIDE_RESNET50_URL)
     stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
     stages = nn.ModuleList([stem, net.layer1, net.layer2, net.layer3, net.layer4])
-    return FeaturePyramid("wide-resnet50", stages, (2, 3, 4), (2048, 1024, 512), weights)
+    return FeaturePyramid("wide-resnet50", stages, (2, 3, 4), CHANNELS["wide-resnet50"], weights)
 
 
 # ------------------------------------------------------------------------------- loading, choice
@@ -214,7 +219,7 @@ def load_backbone(name: str, pretrained: bool = True, device=None) -> FeaturePyr
 
 def backbone_channels(name: str) -> tuple:
     """Channels per level, coarsest first, without building the network."""
-    return {"efficientnet-lite0": (192, 112, 40), "wide-resnet50": (2048, 1024, 512)}[name]
+    return CHANNELS[name]
 
 
 # ------------------------------------------------------------------------------- the feature cache
@@ -225,9 +230,13 @@ def feature_cache_dir() -> Path:
 
 
 def images_key(backbone: FeaturePyramid, images: torch.Tensor) -> str:
-    """A content hash of the pixels and of the backbone (its name and its weights' digest)."""
-    h = hashlib.sha256(f"{backbone.name}|{backbone.weights}|{tuple(images.shape)}".encode())
-    h.update(images.detach().cpu().contiguous().numpy().tobytes())
+    """A content hash of the pixels and of everything that decides their features: the backbone's
+    name, weights digest, taps, channels and input normalisation, and this module's source."""
+    h = hashlib.sha256(f"{backbone.name}|{backbone.weights}|{backbone.taps}|{backbone.channels}|"
+                       f"{backbone.mean.flatten().tolist()}|{backbone.std.flatten().tolist()}|"
+                       f"{tuple(images.shape)}".encode())
+    h.update(Path(__file__).read_bytes())
+    h.update(images.detach().cpu().contiguous().numpy())        # hashed in place, no copy
     return h.hexdigest()[:24]
 
 
@@ -244,7 +253,8 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
     if path is not None and path.is_file():
         try:
             levels = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(levels, list) and all(len(t) == len(images) for t in levels):
+            if (isinstance(levels, list) and all(len(t) == len(images) for t in levels)
+                    and tuple(t.shape[1] for t in levels) == backbone.channels):
                 return levels
         except Exception:
             pass                                   # a damaged cache entry is recomputed below

@@ -57,7 +57,8 @@ def level_costs(num_levels: int) -> torch.Tensor:
     return c ** torch.arange(num_levels, dtype=torch.float) / c ** (num_levels - 1)
 
 
-def budget_loss(scores: torch.Tensor, entropy: torch.Tensor, patch: int, eps: float = 0.05) -> torch.Tensor:
+def budget_loss(scores: torch.Tensor, entropy: torch.Tensor, patch: int, eps: float = 0.05,
+                values_per_patch: int | None = None) -> torch.Tensor:
     """The paper's L_Budget = Σ_ij c^r / H̃(I^ij), H̃ = H / Σ_ij H, in per-pixel-value units.
 
     scores (B, R, h, w) are the routing scores b; entropy (B, h, w) the normalized DWT entropy;
@@ -66,12 +67,14 @@ def budget_loss(scores: torch.Tensor, entropy: torch.Tensor, patch: int, eps: fl
     sum over patches is divided by the number of pixel values 3·H·W, as the reconstruction term
     is a mean squared error. So λ neither depends on the number of patches nor swamps the
     reconstruction. ``eps`` keeps the cost of a perfectly flat patch finite.
+    ``values_per_patch`` replaces 3·patch² where the reconstruction is not of pixels (the feature
+    model counts one value per position of its finest grid: chapter 8b).
     """
     R = scores.shape[1]
     costs = level_costs(R).to(scores.device).view(1, R, 1, 1)
     richness = entropy / entropy.mean(dim=(1, 2), keepdim=True).clamp(min=1e-6)   # N·H̃, mean 1
     per_patch = (scores * costs).sum(1) / (richness + eps)                        # (B, h, w)
-    return per_patch.mean() / (3 * patch * patch)
+    return per_patch.mean() / (3 * patch * patch if values_per_patch is None else values_per_patch)
 
 
 def lambda_at(progress: float, lambda_max: float, schedule: str) -> float:

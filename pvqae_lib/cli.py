@@ -22,7 +22,7 @@ import torch
 from .backbones import BACKBONES
 from .config import Profile, get_device, get_profile, profile_from_dict, with_backbone
 from .data import DataError, check_dataset, load_dataset, mtsd_split
-from .quantize import check_lfq_size, lfq_sizes
+from .quantize import LFQ_BITS, check_lfq_size, lfq_sizes
 from .runs import (CONFIG, HISTORY, SPLIT, RunError, RunLock, check_train_out, check_writable_file,
                    command_line, git_commit, is_run_dir, machine, os_reason, read_json, remove_stale_temporaries,
                    write_json, write_text)
@@ -126,6 +126,21 @@ def profile_from_args(args) -> Profile:
         raise UsageError("--feature-noise and --coreset-ratio apply with a feature --backbone only")
     if args.coreset_ratio is not None and args.model != "patchcore":
         raise UsageError("--coreset-ratio applies to --model patchcore only")
+    unused = []
+    if args.model == "patchcore":            # nothing is trained: these settings would do nothing
+        unused = [flag for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                                           ("--lr", args.lr), ("--lr-schedule", args.lr_schedule),
+                                           ("--lambda-max", args.lambda_max), ("--schedule", args.schedule),
+                                           ("--tau", args.tau), ("--code-dim", args.code_dim),
+                                           ("--codebook-size", args.codebook_size),
+                                           ("--feature-noise", args.feature_noise),
+                                           ("--prior-steps", args.prior_steps)) if value is not None]
+        unused += ["--quantizer"] if args.quantizer != "vq" else []
+    if args.backbone != "pixel" and args.width is not None:
+        unused.append("--width")
+    if unused:
+        what = "--model patchcore" if args.model == "patchcore" else f"--backbone {args.backbone}"
+        raise UsageError(f"{', '.join(unused)} do nothing with {what}: drop them")
     if args.restore_anomalies and args.backbone != "pixel":
         raise UsageError("--restore-anomalies trains the pixel model only (features are extracted once, unpainted)")
     if args.head and args.backbone != "pixel":
@@ -139,7 +154,7 @@ def profile_from_args(args) -> Profile:
                    if v is not None})
     if args.quantizer == "lfq":   # one code per sign pattern of the code_dim bits (2**16 by default)
         if args.codebook_size is None:
-            m = replace(m, **lfq_sizes())
+            m = replace(m, **lfq_sizes(args.code_dim or LFQ_BITS))
         check_lfq_size(m.codebook_size, m.code_dim)
     t = replace(t, seed=args.seed, **{k: v for k, v in {"lambda_max": args.lambda_max, "schedule": args.schedule,
                                                          "epochs": args.epochs, "batch_size": args.batch_size,
@@ -305,8 +320,10 @@ def scoring_of(args, trained, run, run_dir: Path):
             raise UsageError("--scorer head scores the model's own reconstruction: it takes no --prior")
     feature_score = getattr(args, "feature_score", None) or "recon"
     if feature_score != "recon" and (trained.model_config.backbone == "pixel"
-                                     or trained.model_config.model not in ("pvqae", "vqvae")):
-        raise UsageError("--feature-score code needs a quantized model (pvqae or vqvae) on a feature backbone")
+                                     or trained.model_config.model not in ("pvqae", "vqvae")
+                                     or trained.model_config.quantizer != "vq"):
+        raise UsageError("--feature-score code needs a VQ codebook model (pvqae or vqvae with --quantizer vq) on a "
+                         "feature backbone (an LFQ code is sign(z): its distance is not a memory bank's)")
     if args.scorer == "head" or trained.model_config.model != "pvqae":
         prior = "none"
     else:

@@ -4,7 +4,8 @@ The pyramid's maps of every image are extracted once (:func:`pvqae_lib.backbones
 cached on disk), so an epoch costs only the small :class:`pvqae_lib.model.FeatureAutoencoder`.
 The loss is the paper's, L = L_VQ + λ(t)·L_Budget (:func:`total_loss`), with the reconstruction
 term a mean squared error of standardized features and the budget charged on the DWT entropy of
-the *image* patch under each coarse patch, as in the pixel model. The adversarial term is left
+the *image* patch under each coarse patch, as in the pixel model (in other units: see
+``train_feature_autoencoder``). The adversarial term is left
 out here: the patch discriminator judges images, and a feature map has no image to judge (a
 measured choice, chapter 8).
 
@@ -27,6 +28,7 @@ from .model import FeatureAutoencoder
 from .scoring import combine, gaussian_blur, prior_score
 
 FEATURE_CHECKPOINT = "checkpoint.pt"
+BACKBONE_FINEST_STRIDE = 8      # the finest level of every feature pyramid (strides 8 / 16 / 32)
 
 
 def total_loss(rec: torch.Tensor, vq: torch.Tensor, budget: torch.Tensor, lam: float,
@@ -44,6 +46,18 @@ def image_entropy(images: torch.Tensor, patch: int, batch_size: int = 256) -> to
 
 def _batch(levels: list[torch.Tensor], index, device) -> list[torch.Tensor]:
     return [f[index].to(device, torch.float32, non_blocking=True) for f in levels]
+
+
+@torch.no_grad()
+def init_codebooks(model: FeatureAutoencoder, levels: list[torch.Tensor], device, num_images: int = 64) -> None:
+    """Start every VQ codebook from the untrained encoder's outputs on a random sample of the
+    training images (``VectorQuantizer.init_from``); LFQ has no codebook to start."""
+    sample = torch.randperm(len(levels[0]))[:num_images]
+    out = model.eval()(_batch(levels, sample, device))
+    for j, quantizer in enumerate(model.quantizers):
+        if hasattr(quantizer, "init_from"):
+            quantizer.init_from(out.codes[j])
+    model.train()
 
 
 def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor, model_cfg: ModelConfig,
@@ -72,10 +86,20 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
         opt.load_state_dict(ckpt["opt"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         torch.set_rng_state(ckpt["rng"][0])
+        if ckpt.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     N = len(levels[0])
+    if start_epoch == 0:
+        init_codebooks(model, levels, device)
     steps_per_epoch = max(1, N // cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     patch = model_cfg.coarse_stride
+    # The budget's units: the pixel model divides it by the pixel values of a coarse patch (3·32²
+    # here), as its reconstruction term is a mean per pixel value. Standardized features err about
+    # a hundred times more per value than pixels do, so that scale leaves the budget ~1000x below
+    # the reconstruction term and λ without effect; the feature model counts one value per
+    # finest-grid position of a coarse patch (16) instead, a choice λmax's sweep measures (chapter 8b).
+    cells = (patch // BACKBONE_FINEST_STRIDE) ** 2
     for epoch in range(start_epoch, cfg.epochs):
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1_009)
         order = torch.randperm(N, generator=g)
@@ -94,8 +118,8 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
                 group["lr"] = lr
             out = model(x, noise=cfg.feature_noise)
             rec = F.mse_loss(out.recon, model.target(x))
-            budget = (budget_loss(out.scores, entropy[index].to(device), patch) if model.routes
-                      else rec.new_zeros(()))
+            budget = (budget_loss(out.scores, entropy[index].to(device), patch, values_per_patch=cells)
+                      if model.routes else rec.new_zeros(()))
             loss = total_loss(rec, out.vq_loss, budget, lam)
             check_finite_loss(loss.item(), step, epoch, steps_per_epoch, cfg.epochs, 1, out_dir)
             opt.zero_grad(set_to_none=True)
@@ -116,7 +140,9 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
-                         "history": history, "rng": [torch.get_rng_state()], "model_config": asdict(model_cfg),
+                         "history": history, "rng": [torch.get_rng_state()],
+                         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                         "model_config": asdict(model_cfg),
                          "train_config": asdict(cfg)}, out_dir / FEATURE_CHECKPOINT)
         if epoch_callback is not None:
             epoch_callback(epoch, model)

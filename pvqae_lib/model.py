@@ -277,7 +277,10 @@ class FeatureAutoencoder(nn.Module):
             mean.append(total / n)
             std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
         self.mean.copy_(torch.cat(mean))
-        self.std.copy_(torch.cat(std).clamp(min=1e-3))
+        # a relative floor, as scoring.standardize: a channel constant on the training images (a
+        # dead unit) must not turn any test activation into a z-score of thousands
+        std = [s.clamp(min=1e-3 * float(s.mean()) + 1e-12) for s in std]
+        self.std.copy_(torch.cat(std))
 
     def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level, per channel, as z-scores of the training features."""

@@ -8,10 +8,17 @@ On the same frozen pyramid as the feature PVQAE (:mod:`pvqae_lib.backbones`):
    the stride-8 grid, and the two are concatenated;
 2. a greedy coreset (k-center on a random projection, PatchCore Alg. 1) keeps ``coreset_ratio``
    of all training patches as the memory bank. To fit a CPU budget the greedy search runs over
-   at most ``candidates`` patches drawn at random (MTSD's 640 training tiles give 500,000
-   patches; a full greedy pass over them took over 7 minutes here, on 2 shared cores);
+   ``candidates`` patches drawn at random, at least ten times the bank (MTSD's 640 training
+   tiles give 500,000 patches; a full greedy pass over them took over 7 minutes here, on 2
+   shared cores);
 3. a test patch's score is its Euclidean distance to the nearest patch of the bank; the image
    score is the maximum of the (up-sampled, smoothed) map, as for PVQAE's S.
+
+Where this differs from Roth et al.: the two levels are concatenated as they are (the paper pools
+each to a common dimension and averages them), so the stride-16 level, with more channels, weighs
+more in the distance; the image score is the map's maximum, without the paper's reweighting
+(its Eq. 7); the map is smoothed with the book's σ (2 px at 64 px, 7 px at 224 px) where the paper
+uses 4 px. Each keeps PatchCore and PVQAE on the same footing in this book's comparison.
 
 Nothing is trained: ``fit`` takes seconds to minutes on a CPU, most of it the coreset.
 """
@@ -99,15 +106,27 @@ class PatchCore(nn.Module):
 
     @torch.no_grad()
     def fit(self, levels: list[torch.Tensor], seed: int = 0, batch_size: int = 64) -> "PatchCore":
-        """Build the bank from the pyramid maps of the normal training images (coarsest first)."""
-        feats = torch.cat([patch_features([f[i:i + batch_size] for f in levels], self.cfg.neighbourhood)
-                           .permute(0, 2, 3, 1).reshape(-1, sum(f.shape[1] for f in levels[-2:]))
-                           for i in range(0, len(levels[0]), batch_size)])
-        size = max(1, round(self.cfg.coreset_ratio * len(feats)))
-        pool = torch.randperm(len(feats), generator=torch.Generator().manual_seed(seed))[:self.cfg.candidates]
-        pool = pool.sort().values if len(pool) < len(feats) else torch.arange(len(feats))
-        index = pool[greedy_coreset(feats[pool], size, self.cfg.projection_dim, seed)]
-        self.memory = feats[index].clone()
+        """Build the bank from the pyramid maps of the normal training images (coarsest first).
+
+        The random candidate pool is drawn first and only its patches are kept, batch by batch, so
+        memory holds the pool, not every training patch (1000 tiles of wide-resnet50 at 224 px
+        would be 4.5 GB of float32 patches). The pool holds at least ten times the bank.
+        """
+        n, (h, w) = len(levels[0]), levels[-1].shape[-2:]
+        total = n * h * w
+        size = max(1, round(self.cfg.coreset_ratio * total))
+        pool_size = min(total, max(self.cfg.candidates, 10 * size))
+        g = torch.Generator().manual_seed(seed)
+        pool = torch.randperm(total, generator=g)[:pool_size].sort().values
+        kept = []
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            emb = patch_features([f[start:stop] for f in levels], self.cfg.neighbourhood)
+            flat = emb.permute(0, 2, 3, 1).reshape(-1, emb.shape[1])
+            here = pool[(pool >= start * h * w) & (pool < stop * h * w)] - start * h * w
+            kept.append(flat[here])
+        feats = torch.cat(kept)
+        self.memory = feats[greedy_coreset(feats, size, self.cfg.projection_dim, seed)].clone()
         return self
 
     @torch.no_grad()

@@ -82,6 +82,20 @@ class VectorQuantizer(nn.Module):
         return QuantizerOutput(straight_through(z_e, z_q), indices, loss, logs)
 
     @torch.no_grad()
+    def init_from(self, z_e: torch.Tensor) -> None:
+        """Set the codebook to encoder outputs drawn at random from ``z_e`` (B, C, H, W), with
+        replacement when there are fewer than codes: a data-dependent start (as the k-means init of
+        vector-quantize-pytorch, without its iterations). From the default tiny uniform start, every
+        output first falls on the same few codes, and dead-code restarts take hundreds of steps to
+        bring the rest into use (the feature model, chapter 8b)."""
+        flat = z_e.detach().permute(0, 2, 3, 1).reshape(-1, self.dim).float()
+        pick = torch.randperm(len(flat), device=flat.device)[:self.codebook_size]
+        if len(pick) < self.codebook_size:
+            pick = torch.randint(len(flat), (self.codebook_size,), device=flat.device)
+        self.codebook.weight.data.copy_(flat[pick])
+        self.usage.fill_(1.0 / self.codebook_size)
+
+    @torch.no_grad()
     def update_codebook(self, z_e: torch.Tensor, indices: torch.Tensor, weight: torch.Tensor | None = None,
                         decay: float = 0.99) -> int:
         """Track usage and restart dead codes on random encoder outputs; returns how many were restarted.

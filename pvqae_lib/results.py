@@ -491,6 +491,8 @@ def seed_stats(groups: dict, index: pd.DataFrame | None = None) -> pd.DataFrame:
 
 def seed_table(stats: pd.DataFrame) -> pd.DataFrame:
     """``seed_stats`` as the table a chapter shows: 'mean ± std' in % per metric."""
+    if stats.empty:
+        return pd.DataFrame({"no committed runs match": []})
     def pm(row, metric):
         m, s = 100 * row[f"{metric}_mean"], 100 * row[f"{metric}_std"]
         return f"{m:.1f}" if row["seeds"] < 2 else f"{m:.1f} ± {s:.1f}"
@@ -514,8 +516,12 @@ def compare(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") ->
     name = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pro": "PRO"}[metric]
     ma, mb = 100 * stats.loc[a, f"{metric}_mean"], 100 * stats.loc[b, f"{metric}_mean"]
     word = "above" if ma > mb else "below" if ma < mb else "equal to"
-    spread = ("a difference outside the seed spread" if beyond_spread(stats, a, b, metric)
-              else "within the seed spread: these seeds do not separate them")
+    if min(stats.loc[a, "seeds"], stats.loc[b, "seeds"]) < 2:
+        spread = "one seed on one side: its spread is not measured, so this gap is not a finding"
+    elif beyond_spread(stats, a, b, metric):
+        spread = "a difference outside the seed spread"
+    else:
+        spread = "within the seed spread: these seeds do not separate them"
     return (f"{a}: {name} {ma:.1f} %, {word} {b} ({mb:.1f} %) by {abs(ma - mb):.1f} points, {spread} "
             f"({int(stats.loc[a, 'seeds'])} and {int(stats.loc[b, 'seeds'])} seeds).")
 

@@ -120,7 +120,8 @@ def allocation_and_maps(images, routed, maps: dict):
         for j, (name, m) in enumerate(maps.items(), start=1):
             ax = axes[i, j]
             ax.imshow(to_numpy_image(images.images[i]))
-            im = ax.imshow(np.asarray(m[i]), cmap="jet", alpha=0.5, vmin=0, vmax=float(np.max(m)))
+            im = ax.imshow(np.asarray(m[i]), cmap="jet", alpha=0.5, vmin=float(np.percentile(m, 1)),
+                           vmax=float(np.max(m)))      # one scale per column, from its 1st percentile up
             if masks[i].any():
                 ax.contour(masks[i], levels=[0.5], colors="white", linewidths=0.8)
             ax.set_title(name if i == 0 else None)

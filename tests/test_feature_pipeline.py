@@ -74,6 +74,9 @@ def test_head_scorer_refuses_a_feature_model():
     (["--backbone", "efficientnet-lite0", "--restore-anomalies"], "--restore-anomalies trains the pixel model only"),
     (["--backbone", "efficientnet-lite0", "--image-size", "48"], "image_size must be a multiple of 32"),
     (["--backbone", "efficientnet-lite0", "--feature-noise", "nan"], "--feature-noise"),
+    (["--backbone", "efficientnet-lite0", "--model", "patchcore", "--epochs", "3", "--lr", "0.1"],
+     "--epochs, --lr do nothing with --model patchcore"),
+    (["--backbone", "efficientnet-lite0", "--width", "16"], "--width do nothing with --backbone efficientnet-lite0"),
 ])
 def test_train_refuses_feature_flags_that_do_not_apply(tmp_path, capsys, argv, message):
     out = tmp_path / "run"

@@ -231,4 +231,7 @@ def test_seed_stats_and_generated_comparisons():
     assert beyond_spread(stats, "A", "B")
     assert "above B (72.0 %) by 19.0 points, a difference outside the seed spread" in compare(stats, "A", "B")
     close = seed_stats({"A": "a_seed?.json", "A2": "a_seed1.json"}, index)
-    assert not beyond_spread(close, "A", "A2") and "within the seed spread" in compare(close, "A2", "A")
+    assert "one seed on one side" in compare(close, "A2", "A")
+    two = seed_stats({"A": "a_seed?.json", "B": "b_seed?.json"},
+                     index.assign(image_auroc=[0.90, 0.92, 0.89, 0.93, None]))
+    assert not beyond_spread(two, "A", "B") and "within the seed spread" in compare(two, "A", "B")
