@@ -17,12 +17,14 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 ## demo: on the synthetic data, train PVQAE, the VQ-VAE and PatchCore on the frozen efficientnet-lite0
-## pyramid (128 px, 10 epochs: set by the demo to fit about 5 minutes on 2 cores) with the same train /
-## evaluate commands a user types; print image AUROC, pixel AUROC, PRO and each run's seconds, and write
-## heat maps to runs/demo/heatmaps.png (BACKBONE=pixel: the paper's pixel PVQAE and VQ-VAE, no PatchCore)
+## pyramid (at 128 px, set by the demo to fit about 5 minutes on 2 cores) with the same train / evaluate
+## commands a user types; print image AUROC, pixel AUROC, PRO and each run's seconds, and write heat maps
+## to runs/demo/heatmaps.png (BACKBONE=pixel: the paper's pixel PVQAE and VQ-VAE, no PatchCore). One torch
+## thread unless OMP_NUM_THREADS is set: on a busy 2-core machine two threads made PVQAE alone take over
+## 7 minutes, one thread the whole demo about 3.
 BACKBONE ?= efficientnet-lite0
 demo: $(STAMP)
-	$(PY) -m pvqae_lib demo --backbone $(BACKBONE) --out runs/demo --force
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pvqae_lib demo --backbone $(BACKBONE) --out runs/demo --force
 
 ## test: every unit test, every notebook under nbval, then the book build and its page check
 test: unit nbval book

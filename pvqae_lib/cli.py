@@ -605,11 +605,11 @@ def cmd_fewshot(args) -> int:
 # ------------------------------------------------------------------------------------------ demo
 
 DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
-# Feature backbones: the demo trains at 128 px for 10 epochs, not the profile's 224 px and 20 epochs: at 224 px
-# one PVQAE epoch alone took over two minutes here (2 shared cores), and at 128 px 20 epochs of PVQAE took
-# about 7 minutes with the machine shared; the demo must finish in about 5 (README, "Two commands").
+# Feature backbones: the demo trains at 128 px, not the profile's 224 px: at 224 px one PVQAE epoch alone
+# took over two minutes here (2 cores shared with other jobs); at 128 px with the profile's 20 epochs the
+# whole demo took about 3 minutes (one torch thread, same machine). None keeps the profile's value.
 DEMO_FEATURE_SIZE = 128
-DEMO_FEATURE_EPOCHS = 10
+DEMO_FEATURE_EPOCHS = None
 
 
 def demo_models(backbone: str) -> tuple:
@@ -617,12 +617,13 @@ def demo_models(backbone: str) -> tuple:
     return ("pvqae", "vqvae") if backbone == "pixel" else ("pvqae", "vqvae", "patchcore")
 
 
-def demo_train_args(args) -> list[str]:
-    """The options every ``train`` of the demo gets (besides --model, --out, --force, --quiet)."""
+def demo_train_args(args, model: str = "pvqae") -> list[str]:
+    """The options the demo's ``train --model model`` gets (besides --model, --out, --force, --quiet):
+    PatchCore trains nothing (no --epochs, no prior), the VQ-VAE has no prior (no --prior-steps)."""
     feature = args.backbone != "pixel"
     extra = {"--image-size": args.image_size or (DEMO_FEATURE_SIZE if feature else None),
-             "--epochs": args.epochs or (DEMO_FEATURE_EPOCHS if feature else None), "--num-train": args.num_train,
-             "--prior-steps": args.prior_steps}
+             "--epochs": None if model == "patchcore" else args.epochs or (DEMO_FEATURE_EPOCHS if feature else None),
+             "--num-train": args.num_train, "--prior-steps": args.prior_steps if model == "pvqae" else None}
     return (["--dataset", "synthetic", "--profile", args.profile, "--seed", str(args.seed), "--backbone", args.backbone]
             + [str(x) for k, v in extra.items() if v is not None for x in (k, v)])
 
@@ -670,7 +671,7 @@ def cmd_demo(args) -> int:
     rows = []       # (label, evaluate JSON, train seconds or None when reused, evaluate seconds)
     for name in names:
         run = runs / name
-        argv = ["train", "--model", name, "--out", str(run), *common]
+        argv = ["train", "--model", name, "--out", str(run), *demo_train_args(args, name)]
         train_s = None
         if args.force or not same_train_command(run, argv):
             t0 = time.perf_counter()
