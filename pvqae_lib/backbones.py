@@ -23,7 +23,6 @@ of training costs only the small autoencoder above the pyramid.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -225,8 +224,9 @@ def backbone_channels(name: str) -> tuple:
 # ------------------------------------------------------------------------------- the feature cache
 
 def feature_cache_dir() -> Path:
-    """$PVQAE_CACHE/features, else ~/.cache/pvqae_book/features: never inside the repository."""
-    return Path(os.environ.get("PVQAE_CACHE", Path.home() / ".cache" / "pvqae_book")) / "features"
+    """``features/`` in the model cache (:func:`pvqae_lib.pipeline.cache_dir`), never in the repository."""
+    from .pipeline import cache_dir        # imported here: pipeline imports the feature model
+    return cache_dir() / "features"
 
 
 def images_key(backbone: FeaturePyramid, images: torch.Tensor) -> str:
@@ -268,11 +268,10 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
         chunks.append([f.to(torch.float16).cpu() for f in backbone(images[start:start + batch_size].to(device))])
     levels = [torch.cat(level) for level in zip(*chunks)] if chunks else []
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        from .runs import RunError, save_atomic
         try:
-            torch.save(levels, tmp)
-            os.replace(tmp, path)
-        except OSError:
-            tmp.unlink(missing_ok=True)            # a full disk costs the cache, not the run
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_atomic(levels, path)              # removes its temporary file when the write fails
+        except (OSError, RunError):
+            pass                                   # a full disk costs the cache, not the run
     return levels

@@ -211,7 +211,7 @@ def with_backbone(profile: Profile, backbone: str) -> Profile:
 
     Features are extracted once per image and cached, so training does not augment (a flipped
     image would need its own features), the images are 224 px, and the small autoencoder above
-    the pyramid trains for ``feature_epochs`` epochs; everything else is the profile's.
+    the pyramid trains for 20 epochs (quick) or 60 (full); everything else is the profile's.
     """
     if backbone == "pixel":
         return replace(profile, model=replace(profile.model, backbone="pixel"))

@@ -2,7 +2,7 @@
 
 The pyramid's maps of every image are extracted once (:func:`pvqae_lib.backbones.extract_features`,
 cached on disk), so an epoch costs only the small :class:`pvqae_lib.model.FeatureAutoencoder`.
-The loss is the paper's, L = L_VQ + λ(t)·L_Budget (:func:`total_loss`), with the reconstruction
+The loss is the paper's, L = L_VQ + λ(t)·L_Budget (:func:`pvqae_lib.train.total_loss`), with the reconstruction
 term a mean squared error of standardized features and the budget charged on the DWT entropy of
 the *image* patch under each coarse patch, as in the pixel model (in other units: see
 ``train_feature_autoencoder``). The adversarial term is left
@@ -25,18 +25,12 @@ import torch.nn.functional as F
 from .budget import budget_loss, lambda_at, patch_entropy
 from .config import ModelConfig, ScoreConfig, TrainConfig
 from .model import FeatureAutoencoder
+from .routing import routed_share
+from .runs import CHECKPOINT
 from .scoring import combine, gaussian_blur, prior_score
+from .train import check_finite_loss, load_checkpoint, lr_at, progress_bar, save_atomic, total_loss
 
-FEATURE_CHECKPOINT = "checkpoint.pt"
 BACKBONE_FINEST_STRIDE = 8      # the finest level of every feature pyramid (strides 8 / 16 / 32)
-
-
-def total_loss(rec: torch.Tensor, vq: torch.Tensor, budget: torch.Tensor, lam: float,
-               adv: torch.Tensor | None = None, adv_weight: float = 0.0) -> torch.Tensor:
-    """The paper's objective (Sec. III-B.2): L = L_VQ + w·L_ADV + λ·L_Budget, with
-    L_VQ = the reconstruction error + the codebook and commitment terms."""
-    loss = rec + vq + lam * budget
-    return loss if adv is None else loss + adv_weight * adv
 
 
 def image_entropy(images: torch.Tensor, patch: int, batch_size: int = 256) -> torch.Tensor:
@@ -71,7 +65,6 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
     ``cfg.feature_noise`` adds Gaussian noise to the standardized inputs (a denoising
     autoencoder's guard against copying its input). Returns (model, history).
     """
-    from .train import check_finite_loss, load_checkpoint, lr_at, progress_bar, save_atomic
     device = torch.device(device or "cpu")
     torch.manual_seed(cfg.seed)
     model = FeatureAutoencoder(model_cfg, channels)
@@ -81,7 +74,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
     history, start_epoch = {}, 0
     out_dir = Path(out_dir) if out_dir else None
     if resume:
-        ckpt = load_checkpoint(out_dir / FEATURE_CHECKPOINT, kind=model_cfg.model)
+        ckpt = load_checkpoint(out_dir / CHECKPOINT, kind=model_cfg.model)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
@@ -126,9 +119,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
             loss.backward()
             opt.step()
             for j, (r, quantizer) in enumerate(zip(model.used, model.quantizers)):   # dead-code restarts
-                weight = out.scores[:, r:r + 1].detach() if model.routes else None
-                if weight is not None:
-                    weight = F.interpolate(weight, size=out.codes[j].shape[-2:])[:, 0]
+                weight = routed_share(out.scores, r, out.codes[j].shape[-2:]) if model.routes else None
                 quantizer.update_codebook(out.codes[j], out.indices[j], weight)
             logs = {"loss": loss.item(), "rec": rec.item(), "budget": budget.item(), "lambda": lam,
                     "vq": out.vq_loss.item(), "lr": lr, **{k: float(v) for k, v in out.logs.items()}}
@@ -143,7 +134,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
                          "history": history, "rng": [torch.get_rng_state()],
                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                          "model_config": asdict(model_cfg),
-                         "train_config": asdict(cfg)}, out_dir / FEATURE_CHECKPOINT)
+                         "train_config": asdict(cfg)}, out_dir / CHECKPOINT)
         if epoch_callback is not None:
             epoch_callback(epoch, model)
     return model.eval(), history
@@ -277,5 +268,5 @@ def score_images(model, model_cfg: ModelConfig, images: torch.Tensor, prior=None
     return score_features(model, levels, images.shape[-1], prior, class_ids, cfg)
 
 
-__all__ = ["fit_feature_model", "score_images", "total_loss", "image_entropy", "train_feature_autoencoder", "collect_feature_budgets", "feature_maps",
+__all__ = ["fit_feature_model", "score_images", "image_entropy", "train_feature_autoencoder", "collect_feature_budgets", "feature_maps",
            "patchcore_maps", "score_features"]

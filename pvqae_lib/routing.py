@@ -25,6 +25,13 @@ def gumbel_softmax_sample(logits: torch.Tensor, tau: float, hard: bool = True, d
     return soft + (one_hot - soft).detach()
 
 
+def routed_share(scores: torch.Tensor, level: int, size) -> torch.Tensor:
+    """Which positions of level ``level``'s grid (``size``) were routed to it, (B, h_r, w_r) in
+    [0, 1]: the coarse-patch scores b_r repeated (nearest) onto that grid, detached. Only these
+    positions count as the level's codebook usage (dead-code restarts)."""
+    return F.interpolate(scores[:, level:level + 1].detach(), size=size)[:, 0]
+
+
 class DynamicRouter(nn.Module):
     """Average-pool every level to the coarsest grid, concatenate, and score the levels with an MLP.
 

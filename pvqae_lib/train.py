@@ -26,6 +26,7 @@ from .config import ModelConfig, TrainConfig
 from .data import augment
 from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .model import build_model
+from .routing import routed_share
 from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
 
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
@@ -65,6 +66,14 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     if kind is not None and ckpt["model_config"]["model"] != kind:
         raise CheckpointError(f"{path} holds a {ckpt['model_config']['model']} model, not {kind}")
     return ckpt
+
+
+def total_loss(rec: torch.Tensor, vq: torch.Tensor, budget: torch.Tensor, lam: float,
+               adv: torch.Tensor | None = None, adv_weight: float = 0.0) -> torch.Tensor:
+    """The paper's objective (Sec. III-B.2): L = L_VQ + w·L_ADV + λ·L_Budget, with
+    L_VQ = the reconstruction error + the codebook and commitment terms."""
+    loss = rec + vq + lam * budget
+    return loss if adv is None else loss + adv_weight * adv
 
 
 def lr_at(progress: float, base: float, schedule: str) -> float:
@@ -227,18 +236,18 @@ def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: 
         out = p.net(x)
         rec = F.mse_loss(out.recon.float(), target)                              # ||x̂ - x||², per value
         budget = budget_loss(out.scores.float(), patch_entropy(x, patch), patch) if routed else x.new_zeros(())
-        loss = rec + out.vq_loss.float() + lam * budget
-        g_loss = x.new_zeros(())
+        g_loss, adv_weight = x.new_zeros(()), 0.0
         if adv_on:
             g_loss = generator_loss(p.disc(out.recon).float())                  # D unwrapped: no DDP sync
-            loss = loss + p.cfg.disc_weight * adaptive_weight(rec, g_loss, p.model.decoder.last_layer) * g_loss
+            adv_weight = p.cfg.disc_weight * adaptive_weight(rec, g_loss, p.model.decoder.last_layer)
+        loss = total_loss(rec, out.vq_loss.float(), budget, lam, g_loss if adv_on else None, adv_weight)
     p.opt.zero_grad(set_to_none=True)
     p.scaler.scale(loss).backward()
     p.scaler.step(p.opt)
     for r, quantizer in enumerate(p.model.quantizers):                          # dead-code restarts
         weight = None
         if routed:   # only the positions routed to level r count as its usage
-            weight = F.interpolate(out.scores[:, r:r + 1].detach(), size=out.codes[r].shape[-2:])[:, 0]
+            weight = routed_share(out.scores, r, out.codes[r].shape[-2:])
         quantizer.update_codebook(out.codes[r], out.indices[r], weight)
         if p.world > 1:   # restarts draw local samples: keep every rank's codebook identical
             dist.broadcast(quantizer.codebook.weight.data, 0)

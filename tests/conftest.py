@@ -125,3 +125,23 @@ def load_tool(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def send_416(handler, size: int) -> None:
+    """A test server's 'Range Not Satisfiable' for a file of ``size`` bytes."""
+    handler.send_response(416)
+    handler.send_header("Content-Range", f"bytes */{size}")
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+def answer_range(handler, data: bytes, range_header: str):
+    """Answer 'Range: bytes=N-' as a real server does: 416 past the end (returns None), else a 206
+    with its Content-Range (headers still open), returning the body to send."""
+    start = int(range_header.removeprefix("bytes=").split("-")[0])
+    if start >= len(data):
+        send_416(handler, len(data))
+        return None
+    handler.send_response(206)
+    handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+    return data[start:]

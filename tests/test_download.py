@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import answer_range
 from PIL import Image
 
 from pvqae_lib.data import DataError, download, download_file, extract, load_mtsd, load_mvtec
@@ -37,16 +38,9 @@ class Server:
                 requested = self.headers.get("Range")
                 server.ranges.append(requested)
                 if requested and server.honour_range:
-                    start = int(requested.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
+                    body = answer_range(self, data, requested)
+                    if body is None:
                         return
-                    body = data[start:]
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     body = data
                     self.send_response(200)

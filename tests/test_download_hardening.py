@@ -11,6 +11,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import answer_range, send_416
 
 from pvqae_lib.data import DataError, check_archive, download, download_file
 from pvqae_lib.data import downloads
@@ -34,23 +35,13 @@ class Crafted:
                     return
                 data, etag = spec["body"], spec.get("etag")
                 if rng and spec.get("always_416"):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    send_416(self, len(data))
                     return
                 use_range = rng and (if_range is None or if_range == etag or spec.get("ignore_if_range"))
                 if use_range:
-                    start = int(rng.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
+                    body = answer_range(self, data, rng)
+                    if body is None:
                         return
-                    body = data[start:]
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     body = data
                     self.send_response(200)
