@@ -7,11 +7,11 @@ visual defect detection, with the lookup-free quantization and synthetic-anomaly
 __version__ = "0.1.0"
 
 from . import (anomaly, backbones, book, budget, config, data, discriminator, features, fewshot, metrics, model, patchcore,
-               pipeline, prior, quantize, routing, scoring, segmentation, train, viz, widgets)
+               paths, pipeline, prior, quantize, routing, scoring, segmentation, train, viz, widgets)
 from .config import get_device, get_profile
 
 __all__ = ["anomaly", "backbones", "book", "budget", "config", "data", "discriminator", "features", "fewshot", "metrics",
-           "model", "patchcore", "pipeline", "prior", "results", "quantize", "routing", "scoring", "segmentation", "train", "viz", "widgets", "get_device",
+           "model", "patchcore", "paths", "pipeline", "prior", "results", "quantize", "routing", "scoring", "segmentation", "train", "viz", "widgets", "get_device",
            "get_profile"]
 
 

@@ -224,8 +224,8 @@ def backbone_channels(name: str) -> tuple:
 # ------------------------------------------------------------------------------- the feature cache
 
 def feature_cache_dir() -> Path:
-    """``features/`` in the model cache (:func:`pvqae_lib.pipeline.cache_dir`), never in the repository."""
-    from .pipeline import cache_dir        # imported here: pipeline imports the feature model
+    """``features/`` in the model cache (:func:`pvqae_lib.paths.cache_dir`), never in the repository."""
+    from .paths import cache_dir
     return cache_dir() / "features"
 
 

@@ -1,18 +1,147 @@
-"""What the chapters share beyond the pipeline: the trained models committed to the repository.
+"""What the chapters share: the models they train once and keep on disk, the committed models and
+results, and the data every chapter starts from.
 
-A few small trained models live in ``book/_static/models/<name>/`` (``model.pt`` with its
-``config.json``: the command, commit and machine that made it), so a chapter can show a model
-trained for minutes without training it again on every build (chapter 8b). They are read with
-``weights_only=True`` (:func:`pvqae_lib.pipeline.load_trained`), so a file there can run no code.
+The model cache (:func:`trained_model`) is keyed on the configuration, the data and a hash of the
+whole package, so a chapter never reuses a model that older code trained. A few small trained models
+live in ``book/_static/models/<name>/`` (``model.pt`` with its ``config.json``: the command, commit and
+machine that made it), so a chapter can show a model trained for minutes without training it again on
+every build (chapter 8b). Everything is read with ``weights_only=True``
+(:func:`pvqae_lib.pipeline.load_trained`), so a file there can run no code.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from dataclasses import fields, replace
 from pathlib import Path
 
-from .pipeline import checkout_root, load_trained
+from .config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings
+from .paths import MODELS_DIR, RESULTS_DIR, cache_dir, checkout_root
+from .pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
+from .train import CheckpointError
 
-MODELS_DIR = "book/_static/models"
+
+def code_version() -> str:
+    """A hash of every module of the package, so any code change invalidates the model cache (a
+    list of the modules that matter went stale twice: scoring and the data loaders were missing)."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(here.rglob("*.py")):
+        digest.update(path.relative_to(here).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def config_key(profile: Profile, dataset: str, extra: dict | None = None) -> str:
+    """A short hash of everything that decides a trained model (for the on-disk cache): the
+    configuration, the data and the training code itself."""
+    blob = json.dumps({"profile": profile.to_dict(), "dataset": dataset, "extra": extra or {},
+                       "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def trained_model(profile: Profile, train_set, dataset: str = "synthetic", device=None, progress: bool = True,
+                  extra: dict | None = None, epoch_callback=None, prior_kinds=PRIOR_KINDS) -> Trained:
+    """Train once per configuration and keep it on disk, so chapters share models instead of
+    retraining them. ``extra`` adds anything else that distinguishes the training data."""
+    if tuple(prior_kinds) != PRIOR_KINDS:
+        extra = {**(extra or {}), "prior_kinds": list(prior_kinds)}
+    path = cache_dir() / f"{config_key(profile, dataset, extra)}.pt"
+    if path.is_file() and epoch_callback is None:
+        try:
+            return load_trained(path, device)
+        except CheckpointError:
+            path.unlink()                        # a stale or broken cache entry: train again
+    trained = fit(train_set, profile, device=device, progress=progress, epoch_callback=epoch_callback,
+                  prior_kinds=prior_kinds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_trained(trained, path)
+    return trained
+
+
+def committed_results(pattern: str = "*.json", start: Path | None = None) -> dict:
+    """The results the command line committed, {file name: result}, for the files of RESULTS_DIR
+    that match ``pattern``, sorted by name. Empty where there is no checkout (Colab, a pip install)."""
+    root = checkout_root(start)
+    if root is None:
+        return {}
+    return {path.name: json.loads(path.read_text()) for path in sorted((root / RESULTS_DIR).glob(pattern))}
+
+
+def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:
+    """The runs of ``results`` that changed nothing from their profile but ``setting``, e.g.
+    ``"train.epochs"``: {file name: the run's value of ``setting``}.
+
+    A run that changed nothing at all counts too (it is the sweep's profile point); so does every
+    model, as the model name is not a setting of the sweep. A one-variable sweep read this way
+    cannot mix in a run that also changed, say, λmax. Settings named in ``besides`` (e.g.
+    ``("model.quantizer", "model.codebook_size")``) may differ too: the reader groups by them.
+    """
+    sweep = {}
+    for name, result in results.items():
+        config = result.get("config")
+        if not config:
+            continue
+        if set(changed_settings(config)) - {"model.model", *besides} <= {setting}:
+            sweep[name] = flat_settings(config)[setting]
+    return sweep
+
+
+def book_data(profile: Profile, split: str, categories=None):
+    """The synthetic default at the profile's size (the data every chapter starts from)."""
+    from .data import make_synthetic
+    n = profile.num_train if split == "train" else profile.num_test
+    return make_synthetic(split, profile.model.image_size, categories=categories, num_per_category=n,
+                          seed=profile.train.seed)
+
+
+def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bool = True,
+               prior_kinds=PRIOR_KINDS, **overrides) -> Trained:
+    """A model trained on the synthetic default, shared by every chapter through the disk cache.
+
+    ``overrides`` change the model or training configuration (e.g. ``lambda_max=2.5``,
+    ``schedule='cosine'``, ``tau=0.5``, ``vq_level=1``) and are part of the cache key, as is
+    ``prior_kinds`` when it is not both priors.
+    """
+    overrides = book_overrides(profile, model, overrides)
+    mkeys = {f.name for f in fields(ModelConfig)}
+    tkeys = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - mkeys - tkeys
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
+    p = replace(profile, model=replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys}),
+                train=replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys}))
+    return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress,
+                         prior_kinds=prior_kinds)
+
+
+def sweep_profile(profile: Profile) -> Profile:
+    """A shorter run for sweeps (λ schedules, λmax, τ): ``profile.sweep_epochs`` epochs."""
+    return replace(profile, train=replace(profile.train, epochs=profile.sweep_epochs))
+
+
+# The models the chapters share (chapter 2: both VQ-VAEs; 3, 5-7: PVQAE; 9: PVQAE with LFQ).
+BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae", {"quantizer": "lfq"}))
+
+
+def book_overrides(profile: Profile, model: str, overrides: dict) -> dict:
+    """Fill in what an override implies (LFQ: one code per sign pattern, 2**code_dim codes)."""
+    if overrides.get("quantizer") == "lfq":
+        from .quantize import LFQ_BITS, lfq_sizes
+        return {**lfq_sizes(overrides.get("code_dim", LFQ_BITS)), **overrides}
+    return overrides
+
+
+def warm_book_cache(profile: Profile, device=None, progress: bool = False) -> dict:
+    """Train (or load) every shared model once; returns seconds per model. ``make test`` runs it
+    before the chapters, so a chapter's time is its own work, not the shared training."""
+    seconds = {}
+    for model, overrides in BOOK_MODELS:
+        t0 = time.time()
+        book_model(profile, model, device=device, progress=progress, **overrides)
+        seconds[f"{model} {overrides or ''}".strip()] = round(time.time() - t0, 1)
+    return seconds
 
 
 def committed_model_dir(name: str, start: Path | None = None) -> Path | None:

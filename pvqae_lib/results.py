@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .pipeline import RESULTS_DIR  # the one spelling of the results folder
+from .paths import RESULTS_DIR  # the one spelling of the results folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / RESULTS_DIR

@@ -55,7 +55,7 @@ class RunError(ValueError):
 def git_commit(where: Path | None = None) -> str:
     """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
     changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
-    from .pipeline import RESULTS_DIR
+    from .paths import RESULTS_DIR
     where = where or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import build_parser, git_commit, main, profile_from_args
-from pvqae_lib.pipeline import RESULTS_DIR
+from pvqae_lib.paths import RESULTS_DIR
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
              "git_commit", "command", "resolution_share")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
-from pvqae_lib import pipeline
+from pvqae_lib import book, paths, pipeline
 from pvqae_lib.config import ModelConfig, Profile, TrainConfig, changed_settings, quick_profile
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
@@ -251,11 +251,11 @@ def test_trained_model_cache(data, profile, test_data, tmp_path, monkeypatch):
         calls.append(1)
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fit", counting_fit)
-    first = pipeline.trained_model(profile, data, progress=False)
+    monkeypatch.setattr(book, "fit", counting_fit)
+    first = book.trained_model(profile, data, progress=False)
     assert len(calls) == 1
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
-    second = pipeline.trained_model(profile, data, progress=False)
+    second = book.trained_model(profile, data, progress=False)
     assert len(calls) == 1                                           # loaded from disk, not retrained
     for k, v in first.model.state_dict().items():
         assert torch.equal(second.model.state_dict()[k], v)
@@ -263,42 +263,42 @@ def test_trained_model_cache(data, profile, test_data, tmp_path, monkeypatch):
     np.testing.assert_array_equal(a["image"], b["image"])
     # another configuration is another cache entry
     other = Profile("test", MODEL, TrainConfig(epochs=1, batch_size=6, seed=1), PRIOR, num_train=4, num_test=6)
-    pipeline.trained_model(other, data, progress=False)
+    book.trained_model(other, data, progress=False)
     assert len(calls) == 2
     # a broken cache entry is retrained, not an error
     for f in (tmp_path / "cache").glob("*.pt"):
         f.write_bytes(b"broken")
-    pipeline.trained_model(profile, data, progress=False)
+    book.trained_model(profile, data, progress=False)
     assert len(calls) == 3
 
 
 def test_fit_with_only_the_universal_prior_is_its_own_cache_entry(data, profile, test_data, tmp_path, monkeypatch):
     monkeypatch.setenv("PVQAE_CACHE", str(tmp_path / "cache"))
-    only = pipeline.trained_model(profile, data, progress=False, prior_kinds=("universal",))
+    only = book.trained_model(profile, data, progress=False, prior_kinds=("universal",))
     assert set(only.priors) == {"universal"}
     assert pipeline.evaluate(only, test_data, "universal")["image_auroc"] >= 0
     with pytest.raises(ValueError, match="per-class"):
         pipeline.score(only, test_data, "per-class")
-    both = pipeline.trained_model(profile, data, progress=False)
+    both = book.trained_model(profile, data, progress=False)
     assert set(both.priors) == {"universal", "per-class"}
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
-    assert set(pipeline.trained_model(profile, data, progress=False, prior_kinds=("universal",)).priors) == {"universal"}
+    assert set(book.trained_model(profile, data, progress=False, prior_kinds=("universal",)).priors) == {"universal"}
     with pytest.raises(ValueError, match="prior_kinds"):
         pipeline.fit(data, profile, progress=False, prior_kinds=("global",))
 
 
 def test_checkout_root_and_mtsd_root(tmp_path, monkeypatch):
-    book = tmp_path / "checkout"
-    (book / "pvqae_lib").mkdir(parents=True)
-    (book / "book" / "deep").mkdir(parents=True)
-    assert pipeline.checkout_root(book / "book" / "deep") is None           # no _toc.yml: not a checkout
-    (book / "_toc.yml").write_text("root: book/intro\n")
-    assert pipeline.checkout_root(book / "book" / "deep") == book.resolve()  # a notebook runs in book/
-    assert pipeline.checkout_root(tmp_path) is None                          # beside the checkout
+    checkout = tmp_path / "checkout"
+    (checkout / "pvqae_lib").mkdir(parents=True)
+    (checkout / "book" / "deep").mkdir(parents=True)
+    assert paths.checkout_root(checkout / "book" / "deep") is None           # no _toc.yml: not a checkout
+    (checkout / "_toc.yml").write_text("root: book/intro\n")
+    assert paths.checkout_root(checkout / "book" / "deep") == checkout.resolve()  # a notebook runs in book/
+    assert paths.checkout_root(tmp_path) is None                          # beside the checkout
     monkeypatch.delenv("PVQAE_MTSD", raising=False)
-    assert pipeline.mtsd_root(book / "book") == tmp_path.resolve() / "shared" / "data" / "mtsd"
+    assert paths.mtsd_root(checkout / "book") == tmp_path.resolve() / "shared" / "data" / "mtsd"
     monkeypatch.setenv("PVQAE_MTSD", str(tmp_path / "elsewhere"))
-    assert pipeline.mtsd_root(book / "book") == tmp_path / "elsewhere"
+    assert paths.mtsd_root(checkout / "book") == tmp_path / "elsewhere"
 
 
 def test_changed_settings_names_what_a_run_changed_from_its_profile():
@@ -313,10 +313,10 @@ def test_changed_settings_names_what_a_run_changed_from_its_profile():
 
 def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
     """sweep_of keeps the profile point and the runs that changed only the swept setting (any model)."""
-    assert pipeline.committed_results(start=tmp_path) == {}                  # no checkout: nothing committed
+    assert book.committed_results(start=tmp_path) == {}                  # no checkout: nothing committed
     (tmp_path / "pvqae_lib").mkdir()
     (tmp_path / "_toc.yml").write_text("root: book/intro\n")
-    results = tmp_path / pipeline.RESULTS_DIR
+    results = tmp_path / paths.RESULTS_DIR
     results.mkdir(parents=True)
     quick = quick_profile()
     runs = {"profile": quick,
@@ -329,14 +329,14 @@ def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
     for name, profile in runs.items():
         (results / f"synthetic_{name}.json").write_text(json.dumps({"config": profile.to_dict()}))
     (results / "benchmark.json").write_text(json.dumps({"rows": []}))      # no configuration: never in a sweep
-    committed = pipeline.committed_results("synthetic_*.json", start=tmp_path / pipeline.RESULTS_DIR)
+    committed = book.committed_results("synthetic_*.json", start=tmp_path / paths.RESULTS_DIR)
     assert list(committed) == sorted(f"synthetic_{n}.json" for n in runs)
-    assert pipeline.sweep_of(committed, "train.epochs") == {
+    assert book.sweep_of(committed, "train.epochs") == {
         "synthetic_profile.json": quick.train.epochs, "synthetic_e100.json": 100, "synthetic_e100_vqvae.json": 100}
-    assert pipeline.sweep_of(committed, "train.seed") == {"synthetic_profile.json": 0, "synthetic_seed1.json": 1}
-    with_lfq = pipeline.sweep_of(committed, "train.epochs", besides=("model.quantizer",))
-    assert with_lfq == {**pipeline.sweep_of(committed, "train.epochs"), "synthetic_e100_lfq.json": 100}
-    assert pipeline.sweep_of(pipeline.committed_results(start=tmp_path), "train.seed")["synthetic_seed1.json"] == 1
+    assert book.sweep_of(committed, "train.seed") == {"synthetic_profile.json": 0, "synthetic_seed1.json": 1}
+    with_lfq = book.sweep_of(committed, "train.epochs", besides=("model.quantizer",))
+    assert with_lfq == {**book.sweep_of(committed, "train.epochs"), "synthetic_e100_lfq.json": 100}
+    assert book.sweep_of(book.committed_results(start=tmp_path), "train.seed")["synthetic_seed1.json"] == 1
 
 
 @pytest.mark.parametrize("model, quantizer", [("pvqae", "vq"), ("vqvae", "vq"), ("pvqae", "lfq")])
