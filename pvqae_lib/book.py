@@ -164,3 +164,76 @@ def committed_provenance(name: str, start: Path | None = None) -> dict:
     folder = committed_model_dir(name, start)
     path = None if folder is None else folder / "config.json"
     return json.loads(path.read_text()) if path is not None and path.is_file() else {}
+
+
+# --- Small helpers the chapters share (one definition each, never a copy in a notebook) ---------------
+
+def show_source(obj) -> None:
+    """Display the library's own source of ``obj`` (a function or class), never a pasted copy."""
+    import inspect
+
+    from IPython.display import Code, display
+    display(Code(inspect.getsource(obj), language="python"))
+
+
+def first_index(data, category: str, kind: str) -> int:
+    """The index of the first image of ``category`` and ``kind`` (e.g. ``"good"``) in a dataset with
+    ``category_names``, ``categories`` and ``kinds`` (every dataset of :mod:`pvqae_lib.data`)."""
+    import numpy as np
+    cats = np.asarray(data.categories)
+    kinds = np.asarray(list(data.kinds))
+    hits = np.flatnonzero((cats == data.category_names.index(category)) & (kinds == kind))
+    if not len(hits):
+        raise ValueError(f"no image of category {category!r} and kind {kind!r}")
+    return int(hits[0])
+
+
+def per_image_max(maps):
+    """Each map divided by its own maximum, so every image spans 0 .. 1 (for showing maps side by side;
+    never for scoring: it removes the differences between images that the image AUROC measures)."""
+    import numpy as np
+    maps = np.asarray(maps, dtype=float)
+    peak = maps.reshape(len(maps), -1).max(1)
+    return maps / np.where(peak > 0, peak, 1.0)[:, None, None]
+
+
+def moving_average(values, width: int = 10):
+    """The running mean over ``width`` values (a loss curve made readable); shorter when fewer values."""
+    import numpy as np
+    values = np.asarray(values, dtype=float)
+    width = max(1, min(width, len(values)))
+    return np.convolve(values, np.ones(width) / width, mode="valid")
+
+
+def show_table(frame, percent: tuple = (), digits: int = 3, caption: str | None = None) -> None:
+    """Render a pandas DataFrame as an HTML table: columns named in ``percent`` as percentages with one
+    decimal, other floats with ``digits`` decimals, no index column unless it is named."""
+    from IPython.display import HTML, display
+    formats = {c: (lambda v: "" if v != v else f"{100 * v:.1f}") for c in percent if c in frame.columns}
+    for column in frame.columns:
+        if column not in formats and frame[column].dtype.kind == "f":
+            formats[column] = (lambda v, d=digits: "" if v != v else f"{v:.{d}f}")
+    styler = frame.style.format(formats)
+    if frame.index.name is None:
+        styler = styler.hide(axis="index")
+    if caption:
+        styler = styler.set_caption(caption)
+    display(HTML(styler.to_html()))
+
+
+def say(markdown: str) -> None:
+    """Show text generated from a run's numbers as Markdown, so the prose beside a result is that result."""
+    from IPython.display import Markdown, display
+    display(Markdown(markdown))
+
+
+class ClaimFailed(AssertionError):
+    """A sentence of a chapter no longer holds for the numbers this build computed."""
+
+
+def check(condition: bool, claim: str) -> None:
+    """Fail the build (a chapter cell raises) when ``claim``, a sentence the chapter states about a live
+    run, no longer holds; prints nothing when it holds. The message names the claim, so a rebuild on
+    another machine that changes the numbers says which sentence to rewrite."""
+    if not bool(condition):
+        raise ClaimFailed(f"the chapter says: {claim!r}, which this run's numbers no longer support")

@@ -1,0 +1,44 @@
+"""The helpers chapters share (pvqae_lib.book): one definition each, checked here."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import pvqae_lib as pv
+
+
+def test_first_index_finds_the_first_match_and_names_a_missing_one():
+    data = pv.data.make_synthetic("test", 32, num_per_category=3, seed=0)
+    kinds = list(data.kinds)
+    for category in data.category_names:
+        for kind in set(kinds):
+            c = data.category_names.index(category)
+            expected = [i for i in range(len(kinds)) if int(data.categories[i]) == c and kinds[i] == kind]
+            if expected:
+                assert pv.book.first_index(data, category, kind) == expected[0]
+    with pytest.raises(ValueError, match="no image of category 'tile' and kind 'nothing'"):
+        pv.book.first_index(data, "tile", "nothing")
+
+
+def test_per_image_max_and_moving_average():
+    maps = np.stack([np.full((2, 2), 2.0), np.arange(4.0).reshape(2, 2), np.zeros((2, 2))])
+    out = pv.book.per_image_max(maps)
+    assert out[0].max() == 1 and out[1].max() == 1 and out[1, 0, 1] == pytest.approx(1 / 3)
+    assert np.all(out[2] == 0)                              # an all-zero map stays zero, no NaN
+    np.testing.assert_allclose(pv.book.moving_average([1, 2, 3, 4, 5], 2), [1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(pv.book.moving_average([1, 3], 10), [2.0])
+
+
+def test_check_fails_naming_the_claim():
+    pv.book.check(2 > 1, "two exceeds one")
+    with pytest.raises(pv.book.ClaimFailed, match="the chapter says: 'one exceeds two'"):
+        pv.book.check(1 > 2, "one exceeds two")
+
+
+def test_show_table_formats_percent_and_floats(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    pv.book.show_table(pd.DataFrame({"auroc": [0.5, 0.25], "name": ["a", "b"], "loss": [1.23456, np.nan]}),
+                       percent=("auroc",), digits=2, caption="Table 1")
+    html = shown[0].data
+    assert "50.0" in html and "25.0" in html and "1.23" in html and "1.2346" not in html
+    assert "Table 1" in html and "nan" not in html
