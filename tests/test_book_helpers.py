@@ -42,3 +42,11 @@ def test_show_table_formats_percent_and_floats(monkeypatch):
     html = shown[0].data
     assert "50.0" in html and "25.0" in html and "1.23" in html and "1.2346" not in html
     assert "Table 1" in html and "nan" not in html
+
+
+def test_code_version_hashes_the_package_unless_pinned(monkeypatch):
+    monkeypatch.delenv("PVQAE_CODE_VERSION", raising=False)
+    real = pv.book.code_version()
+    assert len(real) == 12 and not real.startswith("pinned")
+    monkeypatch.setenv("PVQAE_CODE_VERSION", "dev")
+    assert pv.book.code_version() == "pinned-dev" != real
