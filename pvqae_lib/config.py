@@ -13,15 +13,26 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
+from .backbones import BACKBONES
 from .runs import machine  # noqa: F401  (provenance lives in runs.py; imported from here too)
+
+
+def setting(default, help: str, **more):
+    """A config field with its help text (and ``choices`` where it has some): the one place a setting
+    is described; ``python -m pvqae_lib train`` makes its flag from it (pvqae_lib.flags)."""
+    return field(default=default, metadata={"help": help, **more})
 
 
 def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> None:
     """ValueError unless every float field of a config dataclass (and every float in a tuple field) is
-    finite, the fields named in ``positive`` are > 0 and those in ``at_least_one`` are >= 1."""
+    finite, every field with ``choices`` holds one of them, the fields named in ``positive`` are > 0
+    and those in ``at_least_one`` are >= 1."""
     name = type(config).__name__
     for f in fields(config):
         value = getattr(config, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
         for v in (value if isinstance(value, (tuple, list)) else (value,)):
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{name}.{f.name} must be a finite number, got {value}")
@@ -36,38 +47,43 @@ def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> Non
 @dataclass
 class ModelConfig:
     """The autoencoder: a VQGAN-style encoder whose last three blocks give the hierarchy."""
-    model: str = "pvqae"            # 'pvqae' (routed multi-resolution), 'vqvae' (one fixed level); on a feature
-                                    # backbone also 'ae' (no quantization) and 'patchcore' (a memory bank)
-    backbone: str = "pixel"         # 'pixel' (the paper's encoder) or a frozen pyramid (pvqae_lib.backbones)
-    quantizer: str = "vq"           # 'vq' (codebook lookup) or 'lfq' (lookup-free: codebook_size = 2**code_dim)
-    image_size: int = 64
-    width: int = 8                  # channels of the first (full-resolution) stage
-    stem_mults: tuple = (1,)        # one stride-2 stage per entry before the finest level
-    level_mults: tuple = (4, 4, 8)  # channel multipliers of the three levels, finest first
-    code_dim: int = 16
-    codebook_size: int = 64
-    beta: float = 0.25              # commitment weight (on the encoder side, as in the paper)
-    tau: float = 1.0                # Gumbel-Softmax temperature of the routing
-    router_hidden: int = 64
-    vq_level: int = 2               # VQVAE only: which level it quantizes (0 coarsest .. 2 finest)
-    num_levels: int = 3
-    feature_hidden: int = 128       # feature backbone only: channels of the projections and the decoder
-    coreset_ratio: float = 0.01     # patchcore only: share of training patches kept in the memory bank
+    model: str = setting("pvqae", "pvqae (routed multi-resolution) or vqvae (one fixed level); on a feature "
+                         "backbone also ae (no quantization) and patchcore (a memory bank)",
+                         choices=("pvqae", "vqvae", "ae", "patchcore"))
+    backbone: str = setting("pixel", "the encoder: pixel (the paper's, trained from scratch) or a frozen pretrained "
+                            "pyramid (efficientnet-lite0 offline; wide-resnet50 downloads its weights)", choices=BACKBONES)
+    quantizer: str = setting("vq", "vq (codebook lookup) or lfq (lookup-free: codebook_size = 2**code_dim, "
+                             "2**16 unless --code-dim is given)", choices=("vq", "lfq"))
+    image_size: int = setting(64, "image side in pixels (a multiple of 32 on a feature backbone)")
+    width: int = setting(8, "pixel model: channels of the first (full-resolution) stage")
+    stem_mults: tuple = setting((1,), "pixel model: one stride-2 stage per entry before the finest level")
+    level_mults: tuple = setting((4, 4, 8), "pixel model: channel multipliers of the three levels, finest first")
+    code_dim: int = setting(16, "channels of a code")
+    codebook_size: int = setting(64, "codes in the codebook (lfq: 2**code_dim)")
+    beta: float = setting(0.25, "commitment weight β (on the encoder side, as in the paper)")
+    tau: float = setting(1.0, "Gumbel-Softmax temperature τ of the routing")
+    router_hidden: int = setting(64, "hidden channels of the Dynamic Routing Module")
+    vq_level: int = setting(2, "vqvae and ae only: the one level quantized, 0 coarsest .. 2 finest")
+    num_levels: int = setting(3, "levels of the hierarchy")
+    feature_hidden: int = setting(128, "feature backbone only: channels of the projections and the decoder")
+    coreset_ratio: float = setting(0.01, "patchcore only: share of training patches kept in the memory bank")
 
     def __post_init__(self):
-        check_numbers(self, positive=("beta",), at_least_one=("image_size", "width", "code_dim", "codebook_size",
-                                                                "router_hidden", "num_levels"))
-        from .backbones import BACKBONES, PIXEL
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        check_numbers(self, positive=("beta", "coreset_ratio"),
+                      at_least_one=("image_size", "width", "code_dim", "codebook_size", "router_hidden", "num_levels",
+                                    "feature_hidden"))
+        from .backbones import PIXEL
         models = ("pvqae", "vqvae") if self.backbone == PIXEL else ("pvqae", "vqvae", "ae", "patchcore")
         if self.model not in models:
             raise ValueError(f"model must be one of {', '.join(models)} with the {self.backbone} backbone, "
                              f"got {self.model!r}")
         if self.backbone != PIXEL and self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 with a feature backbone, got {self.image_size}")
-        if self.quantizer not in ("vq", "lfq"):
-            raise ValueError(f"quantizer must be 'vq' or 'lfq', got {self.quantizer!r}")
+        if self.quantizer == "lfq":        # one code per sign pattern of the code_dim bits
+            from .quantize import check_lfq_size
+            check_lfq_size(self.codebook_size, self.code_dim)
+        if self.coreset_ratio > 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if not 0 <= self.vq_level < self.num_levels:
@@ -86,31 +102,30 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     """The autoencoder's training loop (progressive budget learning, Sec. III-B.2)."""
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"     # 'constant', or 'cosine' from lr down to LR_FLOOR·lr at the last step
-    lambda_max: float = 1.25        # terminal budget weight (paper: best around 1.25, Fig. 5)
-    schedule: str = "linear"        # 'constant' | 'cosine' | 'linear' (Table II)
-    disc_weight: float = 0.1        # adversarial weight, times VQGAN's adaptive factor
-    disc_start: float = 0.5         # fraction of training before the discriminator joins
-    augment: bool = True            # random flips and colour jitter, as in the paper
-    feature_noise: float = 0.0      # feature backbone only: Gaussian noise on the standardized input features
-    restore_anomalies: bool = False # LFQUIAD/DRÆM: inputs carry synthetic anomalies, the target is the normal image
-    seed: int = 0
-    amp: bool = True                # mixed precision, used only where CUDA is present
-    num_workers: int = 0
+    epochs: int = setting(10, "training epochs")
+    batch_size: int = setting(16, "images per training step")
+    lr: float = setting(1e-3, "learning rate")
+    lr_schedule: str = setting("cosine", "learning rate over training: constant, or cosine from lr down to "
+                               "LR_FLOOR·lr at the last step", choices=("constant", "cosine"))
+    lambda_max: float = setting(1.25, "terminal budget weight λmax (paper: best around 1.25, Fig. 5)")
+    schedule: str = setting("linear", "λ schedule (Table II)", choices=("constant", "cosine", "linear"))
+    disc_weight: float = setting(0.1, "adversarial weight, times VQGAN's adaptive factor")
+    disc_start: float = setting(0.5, "fraction of training before the discriminator joins")
+    augment: bool = setting(True, "random flips and colour jitter, as in the paper")
+    feature_noise: float = setting(0.0, "feature backbone only: Gaussian noise on the standardized input features")
+    restore_anomalies: bool = setting(False, "LFQUIAD/DRÆM: train on inputs with synthetic anomalies to rebuild "
+                                      "the normal image")
+    seed: int = setting(0, "random seed of the data, the weights and training")
+    amp: bool = setting(True, "mixed precision, used only where CUDA is present")
+    num_workers: int = setting(0, "data-loading worker processes")
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
         if not 0 <= self.disc_start <= 1 or self.disc_weight < 0:
             raise ValueError(f"disc_start must be in [0, 1] and disc_weight >= 0, got {self.disc_start}, {self.disc_weight}")
-        if self.lambda_max < 0:
-            raise ValueError(f"lambda_max must be >= 0, got {self.lambda_max}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
-        if self.schedule not in ("constant", "cosine", "linear"):
-            raise ValueError(f"schedule must be constant, cosine or linear, got {self.schedule!r}")
+        if self.lambda_max < 0 or self.feature_noise < 0 or self.num_workers < 0:
+            raise ValueError(f"lambda_max, feature_noise and num_workers must be >= 0, got {self.lambda_max}, "
+                             f"{self.feature_noise}, {self.num_workers}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
 
@@ -118,13 +133,13 @@ class TrainConfig:
 @dataclass
 class PriorConfig:
     """The Budget Prior Transformer (Sec. III-C.1): one block over the coarse budget map."""
-    dim: int = 64
-    heads: int = 4
-    steps: int = 400
-    batch_size: int = 64
-    lr: float = 1e-3
-    mask_ratio: tuple = (0.1, 0.5)  # each sequence masks a random share in this range
-    dropout: float = 0.1
+    dim: int = setting(64, "width of the transformer")
+    heads: int = setting(4, "attention heads")
+    steps: int = setting(400, "training steps")
+    batch_size: int = setting(64, "budget maps per step")
+    lr: float = setting(1e-3, "learning rate")
+    mask_ratio: tuple = setting((0.1, 0.5), "each sequence masks a random share in this range")
+    dropout: float = setting(0.1, "dropout")
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",), at_least_one=("dim", "heads", "steps", "batch_size"))
@@ -136,11 +151,12 @@ class PriorConfig:
 class HeadConfig:
     """LFQUIAD's discriminative subnetwork (Sec. 3.3): a segmentation head trained after the
     autoencoder on synthetic anomalies, whose map is the LFQUIAD score (Sec. 3.5)."""
-    enabled: bool = False           # train one as the last part of ``train`` (``--head``)
-    steps: int = 1500               # longer overfits the painter's anomalies (Chapter 10)
-    batch_size: int = 16
-    lr: float = 1e-3                # LFQUIAD: 1e-4 for 800 epochs; a short run needs more
-    width: int = 8
+    enabled: bool = setting(False, "then train LFQUIAD's segmentation head on synthetic anomalies "
+                                   "(evaluate --scorer head)")
+    steps: int = setting(1500, "training steps (longer overfits the painter's anomalies, Chapter 10)")
+    batch_size: int = setting(16, "images per step")
+    lr: float = setting(1e-3, "learning rate (LFQUIAD: 1e-4 for 800 epochs; a short run needs more)")
+    width: int = setting(8, "channels of its first stage")
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
@@ -151,22 +167,19 @@ class HeadConfig:
 @dataclass
 class ScoreConfig:
     """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
-    smooth_sigma: float = 2.0       # Gaussian smoothing of S in pixels at 64 px (scaled with size)
-    use_prior: bool = True          # False: S = S_recon from the routed budget (ablation)
-    standardize: bool = False       # True: each pixel against normal maps at its position (a book choice)
-    scorer: str = "pvqae"           # 'pvqae': S = S_prior x S_recon; 'head': LFQUIAD's segmentation head
-    head_sigma: float = 1.0         # Gaussian smoothing of the head's map in pixels at 64 px
-    feature_score: str = "recon"    # feature backbone: 'recon' (feature reconstruction error) or 'code'
-                                    # (distance of each position's code vector z to its codebook entry)
+    smooth_sigma: float = setting(2.0, "Gaussian smoothing of S in pixels at 64 px (scaled with size)")
+    use_prior: bool = setting(True, "False: S = S_recon from the routed budget (ablation)")
+    standardize: bool = setting(False, "score each pixel against normal maps at its position (a book choice)")
+    scorer: str = setting("pvqae", "pvqae: S = S_prior x S_recon; head: LFQUIAD's segmentation head",
+                          choices=("pvqae", "head"))
+    head_sigma: float = setting(1.0, "Gaussian smoothing of the head's map in pixels at 64 px")
+    feature_score: str = setting("recon", "feature backbone: recon (feature reconstruction error) or code (distance "
+                                 "of each position's code vector z to its codebook entry)", choices=("recon", "code"))
 
     def __post_init__(self):
         check_numbers(self)
         if self.smooth_sigma < 0 or self.head_sigma < 0:
             raise ValueError(f"smooth_sigma and head_sigma must be >= 0, got {self.smooth_sigma}, {self.head_sigma}")
-        if self.feature_score not in ("recon", "code"):
-            raise ValueError(f"feature_score must be recon or code, got {self.feature_score!r}")
-        if self.scorer not in ("pvqae", "head"):
-            raise ValueError(f"scorer must be pvqae or head, got {self.scorer!r}")
 
 
 @dataclass
@@ -178,9 +191,12 @@ class Profile:
     prior: PriorConfig
     score: ScoreConfig = field(default_factory=ScoreConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    num_train: int = 160            # synthetic normal images per category for training
-    num_test: int = 120             # synthetic test images per category
-    sweep_epochs: int = 4           # shorter runs for chapter sweeps (λ schedules, λmax)
+    num_train: int = setting(160, "synthetic: normal training images per category")
+    num_test: int = setting(120, "synthetic: test images per category")
+    sweep_epochs: int = setting(4, "shorter runs for chapter sweeps (λ schedules, λmax)")
+
+    def __post_init__(self):
+        check_numbers(self, at_least_one=("num_train", "num_test", "sweep_epochs"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,8 +239,9 @@ def with_backbone(profile: Profile, backbone: str) -> Profile:
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """``name`` or $PVQAE_PROFILE, else ``full`` where CUDA is present and ``quick`` elsewhere."""
-    name = name or os.environ.get("PVQAE_PROFILE") or ("full" if torch.cuda.is_available() else "quick")
+    """``name`` or $PVQAE_PROFILE, else ``quick``: the full profile only when asked for, never because a GPU
+    is present (a Colab reader would otherwise get 256 px and 100 epochs without choosing them)."""
+    name = name or os.environ.get("PVQAE_PROFILE") or "quick"
     if name == "quick":
         return quick_profile()
     if name == "full":

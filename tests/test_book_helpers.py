@@ -50,3 +50,14 @@ def test_code_version_hashes_the_package_unless_pinned(monkeypatch):
     assert len(real) == 12 and not real.startswith("pinned")
     monkeypatch.setenv("PVQAE_CODE_VERSION", "dev")
     assert pv.book.code_version() == "pinned-dev" != real
+
+
+def test_the_profile_is_quick_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("PVQAE_PROFILE", raising=False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)     # a GPU does not choose the full profile
+    assert pv.get_profile().name == "quick"
+    monkeypatch.setenv("PVQAE_PROFILE", "full")
+    assert pv.get_profile().name == "full"
+    assert pv.get_profile("quick").name == "quick"
+    with pytest.raises(ValueError, match="profile must be 'quick' or 'full'"):
+        pv.get_profile("fast")
