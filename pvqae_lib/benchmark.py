@@ -44,11 +44,9 @@ from dataclasses import replace
 import torch
 
 from .config import get_profile, with_backbone
-from .discriminator import PatchDiscriminator
-from .model import build_model
 from .prior import BudgetPrior
 from .scoring import anomaly_maps
-from .train import StepParts, train_step
+from .train import build_trainer, train_step
 
 
 WARMUP_STEPS = 3
@@ -87,13 +85,8 @@ def _measure(model_name: str, size: int, batch_size: int, steps: int, device: st
     p = get_profile(profile)
     mcfg = replace(p.model, model=model_name, image_size=size)
     tcfg = p.train
-    model = build_model(mcfg).to(dev)
-    disc = PatchDiscriminator(width=max(16, mcfg.width * 2)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=tcfg.lr)
-    use_amp = tcfg.amp and dev.type == "cuda"
-    parts = StepParts(model, model, disc, disc, opt, opt_d, torch.amp.GradScaler(dev.type, enabled=use_amp),
-                      tcfg, mcfg, use_amp, 1)
+    parts = build_trainer(mcfg, tcfg, dev)            # the training loop's own set-up
+    model = parts.model
     x = torch.rand(batch_size, 3, size, size, device=dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

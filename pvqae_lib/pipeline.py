@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import metrics
 from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
                      flat_settings, from_dict)
-from .features import collect_feature_budgets, fit_feature_model, score_images
+from .features import collect_feature_budgets, fit_feature_model
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
-from .scoring import score_dataset, standardize
-from .segmentation import SegmentationHead, head_scores_of, train_head
+from .scorers import (FeatureScorer, HeadScorer, PixelScorer, Scorer, Standardized, normal_maps_of, per_category,
+                      per_kind, resolution_shares, routed_shares)  # noqa: F401  (chapter 6 reads resolution_shares here)
+from .segmentation import SegmentationHead, train_head
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
 from .runs import MODEL_FILE  # noqa: E402  (a run directory's files are named in runs.py)
@@ -130,22 +130,20 @@ def normal_maps(trained: Trained, normal_set, prior: str = "universal", cfg: Sco
     compares each position with. :func:`score` computes them from its ``normal_set``; compute them
     once and pass them as ``reference`` to score many batches against the same normal images.
     They come from the same scorer as the maps they are compared with (``cfg.scorer``)."""
-    maps = score(trained, normal_set, prior, replace(cfg or ScoreConfig(), standardize=False), device)["s"]
-    categories = normal_set.categories.numpy()
-    return {name: maps[categories == c] for c, name in enumerate(normal_set.category_names)}
+    return normal_maps_of(scorer_of(trained, prior, replace(cfg or ScoreConfig(), standardize=False), device),
+                          normal_set)
 
 
-def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None,
-          normal_set=None, reference: dict | None = None) -> dict:
-    """Anomaly maps and image scores of a test ImageSet ('none' scores by reconstruction alone).
+def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | None = None, device=None) -> Scorer:
+    """The :class:`~pvqae_lib.scorers.Scorer` of a trained run ('none': S by reconstruction alone):
 
-    ``cfg.scorer='head'`` replaces the maps and image scores by those of the run's segmentation
-    head (LFQUIAD Sec. 3.5, :func:`head_scores`); the head sees the model's own reconstruction, so
-    ``prior`` must then be 'none'. With ``cfg.standardize`` every category's maps are standardized
-    position by position against the maps of that category's images in ``normal_set`` (the
-    training images: in the one-class setting the only normal images there are), or against
-    ``reference``, those maps computed beforehand by :func:`normal_maps`; the image score is then
-    the maximum of that map.
+    - ``cfg.scorer='head'``: the run's segmentation head (LFQUIAD Sec. 3.5, :class:`HeadScorer`,
+      its map smoothed by ``cfg.head_sigma``); the head sees the model's own reconstruction, so
+      ``prior`` must be 'none';
+    - a pixel model: :class:`PixelScorer`, S = S_prior x S_recon with the ``prior`` kind's prior;
+    - a feature model or PatchCore: :class:`FeatureScorer`.
+
+    ``cfg.standardize`` is not applied here (wrap it in :class:`Standardized`, as :func:`score` does).
     """
     cfg = cfg or ScoreConfig()
     if prior not in ("none",) + PRIOR_KINDS:
@@ -153,32 +151,39 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     p = trained.priors.get(prior) if prior != "none" else None
     if prior != "none" and p is None and trained.model_config.model == "pvqae":
         raise ValueError(f"this model has no {prior} prior")
-    if cfg.standardize and normal_set is None and reference is None:
-        raise ValueError("ScoreConfig(standardize=True) needs normal_set: the normal images whose maps set "
-                         "each position's mean and spread")
-    if cfg.scorer == "head" and prior != "none":
-        raise ValueError(f"the segmentation head scores the model's own reconstruction: prior must be none, got {prior!r}")
-    classes = trained.prior_classes(prior, test_set.categories) if p is not None else None
-    if trained.model_config.backbone == "pixel":
-        sc = score_dataset(trained.model, test_set, p, classes, cfg, device=device)
-    elif cfg.scorer == "head":
-        raise ValueError("the segmentation head scores pixel models only; this run has the "
-                         f"{trained.model_config.backbone} backbone")
-    else:
-        sc = score_images(trained.model, trained.model_config, test_set.images, p, classes, cfg, device)
     if cfg.scorer == "head":
-        sc["s"], sc["image"] = head_scores(trained, test_set, cfg, device=device)
+        if prior != "none":
+            raise ValueError(f"the segmentation head scores the model's own reconstruction: prior must be none, got {prior!r}")
+        if trained.model_config.backbone != "pixel":
+            raise ValueError("the segmentation head scores pixel models only; this run has the "
+                             f"{trained.model_config.backbone} backbone")
+        if trained.head is None:
+            raise ValueError("this run has no segmentation head: train it with --head")
+        return HeadScorer(trained.head, trained.model, routing=True, device=device, sigma=cfg.head_sigma,
+                          image_score="max")
+    if trained.model_config.backbone == "pixel":
+        return PixelScorer(trained.model, p, prior == "per-class", cfg, device)
+    return FeatureScorer(trained.model, trained.model_config, p, prior == "per-class", cfg, device)
+
+
+def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None,
+          normal_set=None, reference: dict | None = None) -> dict:
+    """Anomaly maps and image scores of a test ImageSet, by :func:`scorer_of`'s scorer.
+
+    With ``cfg.standardize`` every category's maps are standardized position by position
+    (:class:`~pvqae_lib.scorers.Standardized`) against the maps of that category's images in
+    ``normal_set`` (the training images: in the one-class setting the only normal images there
+    are), or against ``reference``, those maps computed beforehand by :func:`normal_maps`; the
+    image score is then the maximum of that map.
+    """
+    cfg = cfg or ScoreConfig()
+    scorer = scorer_of(trained, prior, cfg, device)
     if cfg.standardize:
-        if reference is None:
-            reference = normal_maps(trained, normal_set, prior, cfg, device)
-        cats = test_set.categories.numpy()
-        for c, name in enumerate(test_set.category_names):
-            if name not in reference:
-                raise ValueError(f"normal_set has no images of category {name!r}")
-            sel = cats == c
-            sc["s"][sel] = standardize(sc["s"][sel], reference[name])
-        sc["image"] = sc["s"].reshape(len(sc["s"]), -1).max(1)      # as anomaly_maps: the map's maximum
-    return sc
+        if normal_set is None and reference is None:
+            raise ValueError("ScoreConfig(standardize=True) needs normal_set: the normal images whose maps set "
+                             "each position's mean and spread")
+        scorer = Standardized(scorer, reference) if reference is not None else Standardized(scorer).fit(normal_set)
+    return scorer.score(test_set)
 
 
 def head_scores(trained: Trained, data, cfg: ScoreConfig | None = None, batch_size: int = 32,
@@ -189,8 +194,8 @@ def head_scores(trained: Trained, data, cfg: ScoreConfig | None = None, batch_si
     if trained.head is None:
         raise ValueError("this run has no segmentation head: train it with --head")
     cfg = cfg or ScoreConfig()
-    return head_scores_of(trained.head, trained.model, data, batch_size=batch_size, device=device,
-                          sigma=cfg.head_sigma, image_score="max")
+    return HeadScorer(trained.head, trained.model, device=device, batch_size=batch_size, sigma=cfg.head_sigma,
+                      image_score="max")(data)
 
 
 @torch.no_grad()
@@ -217,13 +222,19 @@ def score_files(trained: Trained, files: list, category: str, prior: str = "univ
     memory whole): yields (the chunk's ImageSet, its :func:`score` dict). All images are taken to
     show ``category``, one of the run's categories (it picks the class token of a per-class prior
     and the normal maps ``cfg.standardize`` compares with: ``reference``, from :func:`normal_maps`,
-    computed once for every chunk)."""
+    computed once for every chunk). This is ``predict``'s scoring."""
     from .data import load_images
     trained.check_category(category)
+    cfg = cfg or ScoreConfig()
+    scorer = scorer_of(trained, prior, cfg, device)
+    if cfg.standardize:
+        if reference is None:
+            raise ValueError("ScoreConfig(standardize=True) needs reference: normal_maps() of the run's normal images")
+        scorer = Standardized(scorer, reference)
     for start in range(0, len(files), chunk):
         images = load_images(files[start:start + chunk], trained.model_config.image_size, category,
                              trained.category_names)
-        yield images, score(trained, images, prior, cfg, device=device, reference=reference)
+        yield images, scorer.score(images)
 
 
 def normal_percentile(scores, normal_scores) -> np.ndarray:
@@ -235,52 +246,20 @@ def normal_percentile(scores, normal_scores) -> np.ndarray:
     return 100.0 * np.searchsorted(normal, np.asarray(scores, dtype=float), side="left") / normal.size
 
 
-def resolution_shares(budgets: np.ndarray, num_levels: int) -> list:
-    """Share of coarse patches at each level, coarsest first."""
-    counts = np.bincount(budgets.reshape(-1), minlength=num_levels)
-    return (counts / max(1, counts.sum())).round(4).tolist()
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
 def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None,
              device=None, normal_set=None) -> dict:
     """Image AUROC, pixel AUROC and PRO per category and per defect kind, plus the share of each
     resolution the router chose for normal and defective images.
 
     As on MVTec AD, the headline numbers are means over categories (each category is its own
-    inspection task); the ``*_pooled`` numbers put every category's images in one pool.
+    inspection task); the ``*_pooled`` numbers put every category's images in one pool
+    (:func:`pvqae_lib.scorers.per_category`, the one aggregation every scorer's maps go through).
     """
     t0, cfg = time.time(), cfg or ScoreConfig()
     sc = score(trained, test_set, prior, cfg, device, normal_set)
-    labels, masks = test_set.labels.numpy(), test_set.masks[:, 0].numpy()
-    cats, kinds = test_set.categories.numpy(), np.array(test_set.kinds)
-    R = trained.model_config.num_levels
-
-    def shares(sel):
-        return {"normal": resolution_shares(sc["routed"][sel & (labels == 0)], R),
-                "defective": resolution_shares(sc["routed"][sel & (labels == 1)], R)}
-
-    rows = []
-    for c, name in enumerate(test_set.category_names):
-        sel = cats == c
-        if sel.any():
-            rows.append({"category": name, "n": int(sel.sum()), "resolution_share": shares(sel),
-                         **metrics.summarize(sc["image"][sel], labels[sel], sc["s"][sel], masks[sel])})
-    kind_rows = []
-    for kind in sorted(set(kinds) - {"good"}):
-        # each defect kind against the normals, per category, averaged over the categories that have it
-        per_cat = [metrics.summarize(sc["image"][sel], labels[sel], sc["s"][sel], masks[sel])
-                   for c in range(len(test_set.category_names))
-                   for sel in [(cats == c) & ((kinds == kind) | (kinds == "good"))] if (sel & (kinds == kind)).any()]
-        kind_rows.append({"kind": kind, "n": int((kinds == kind).sum()),
-                          **{k: _mean(r[k] for r in per_cat) for k in ("image_auroc", "pixel_auroc", "pro")}})
-    pooled = metrics.summarize(sc["image"], labels, sc["s"], masks)
-    result = {k: _mean(r[k] for r in rows) for k in ("image_auroc", "pixel_auroc", "pro")}
-    result.update({f"{k}_pooled": v for k, v in pooled.items()})
-    result.update(per_category=rows, per_kind=kind_rows, prior=prior, standardized=cfg.standardize, num_test=len(test_set),
-                  resolution_share=shares(np.ones(len(labels), dtype=bool)), eval_seconds=round(time.time() - t0, 2))
+    result = per_category(sc, test_set, trained.model_config.num_levels)
+    result.update(per_kind=per_kind(sc, test_set), prior=prior, standardized=cfg.standardize, num_test=len(test_set),
+                  resolution_share=routed_shares(sc, test_set.labels.numpy(), np.ones(len(test_set), dtype=bool),
+                                                 trained.model_config.num_levels),
+                  eval_seconds=round(time.time() - t0, 2))
     return result

@@ -16,7 +16,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import metrics
 from .anomaly import AnomalyConfig, AnomalySynthesizer
 from .scoring import anomaly_maps, gaussian_blur
 
@@ -192,23 +191,12 @@ def head_scores_of(head: SegmentationHead, model, data, prior=None, batch_size: 
 
 
 def evaluate_head(head: SegmentationHead, model, test_set, prior=None, batch_size: int = 32, **kwargs) -> dict:
-    """Image AUROC, pixel AUROC and PRO of the head's maps, as means over categories (like
-    :func:`pvqae_lib.pipeline.evaluate`), plus ``*_pooled`` numbers and ``per_category`` rows.
+    """Image AUROC, pixel AUROC and PRO of the head's maps, as means over categories, plus
+    ``*_pooled`` numbers and ``per_category`` rows: :func:`pvqae_lib.scorers.per_category` of a
+    :class:`~pvqae_lib.scorers.HeadScorer`, the aggregation ``pipeline.evaluate`` uses too.
     ``kwargs`` go to :func:`head_maps` (``sigma``, ``image_score``, ``top_k``)."""
-    maps, scores = head_scores_of(head, model, test_set, prior, batch_size, **kwargs)
-    labels, masks, cats = test_set.labels.numpy(), test_set.masks[:, 0].numpy(), test_set.categories.numpy()
-    rows = [{"category": name, "n": int((cats == c).sum()),
-             **metrics.summarize(scores[cats == c], labels[cats == c], maps[cats == c], masks[cats == c])}
-            for c, name in enumerate(test_set.category_names) if (cats == c).any()]
-    result = {k: _mean([r[k] for r in rows]) for k in ("image_auroc", "pixel_auroc", "pro")}
-    result.update({f"{k}_pooled": v for k, v in metrics.summarize(scores, labels, maps, masks).items()})
-    result["per_category"] = rows
-    return result
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
+    from .scorers import HeadScorer, evaluate_scorer
+    return evaluate_scorer(HeadScorer(head, model, prior, batch_size=batch_size, **kwargs), test_set)
 
 
 __all__ = ["SegmentationHead", "dice_loss", "focal_loss", "dice_focal_loss", "reconstruct", "train_head",

@@ -115,12 +115,8 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
     torch.manual_seed(cfg.seed + rank)
 
     # 1. build
-    model = build_model(model_cfg).to(device)
-    disc = PatchDiscriminator(width=max(16, model_cfg.width * 2)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    parts = build_trainer(model_cfg, cfg, device)
+    model, disc, opt, opt_d, scaler = parts.model, parts.disc, parts.opt, parts.opt_d, parts.scaler
     history, start_epoch = {}, 0
 
     # 2. resume from the last finished epoch
@@ -134,12 +130,9 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         torch.set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
 
-    net, net_d = model, disc
-    if world > 1:
-        net = DistributedDataParallel(model, find_unused_parameters=False)
-        net_d = DistributedDataParallel(disc)
-
-    parts = StepParts(net, model, disc, net_d, opt, opt_d, scaler, cfg, model_cfg, use_amp, world)
+    if world > 1:   # wrapped after resuming: DDP starts every rank from rank 0's weights
+        parts = parts._replace(net=DistributedDataParallel(model, find_unused_parameters=False),
+                               net_d=DistributedDataParallel(disc), world=world)
     sampler = DistributedSampler(range(len(data)), num_replicas=world, rank=rank, shuffle=True,
                                  seed=cfg.seed, drop_last=True)
     is_object = torch.tensor([data.category_names[c] in OBJECT_CATEGORIES for c in data.categories.tolist()])
@@ -211,7 +204,8 @@ def check_finite_loss(loss: float, step: int, epoch: int, steps_per_epoch: int, 
 
 
 class StepParts(NamedTuple):
-    """What one training step touches (DDP-wrapped ``net``/``net_d`` and the bare modules)."""
+    """What one training step touches (DDP-wrapped ``net``/``net_d`` and the bare modules); made by
+    :func:`build_trainer`."""
     net: torch.nn.Module
     model: torch.nn.Module
     disc: torch.nn.Module
@@ -223,6 +217,31 @@ class StepParts(NamedTuple):
     model_cfg: ModelConfig
     use_amp: bool
     world: int
+
+
+ADAM_BETAS = (0.5, 0.9)    # VQGAN's (Esser et al. 2021), for the autoencoder and the discriminator
+
+
+def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, device=None, seed: int | None = None) -> StepParts:
+    """Everything :func:`train_step` needs, built one way for the training loop, ``benchmark`` and
+    the chapters: the model (:func:`pvqae_lib.model.build_model`), the patch discriminator, an Adam
+    optimizer for each (lr ``cfg.lr``, betas :data:`ADAM_BETAS`), and the AMP gradient scaler
+    (enabled where ``cfg.amp`` and the device is CUDA). ``net``/``net_d`` are the bare modules
+    (``train_autoencoder`` wraps them in DistributedDataParallel under torchrun). With ``seed``,
+    ``torch.manual_seed(seed)`` first, so the initial weights are reproducible.
+
+    ``parts = build_trainer(model_cfg, train_cfg, "cpu")`` then ``train_step(parts, x, lam, adv_on)``.
+    """
+    device = torch.device(device or "cpu")
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = build_model(model_cfg).to(device)
+    disc = PatchDiscriminator(width=max(16, model_cfg.width * 2)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return StepParts(model, model, disc, disc, opt, opt_d, scaler, cfg, model_cfg, use_amp, 1)
 
 
 def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: torch.Tensor | None = None) -> dict:

@@ -163,7 +163,7 @@ def test_an_interrupt_hints_resume_only_for_train(monkeypatch, capsys):
 def test_standardized_chunks_use_normal_maps_computed_once(run_and_images, monkeypatch):
     """score(reference=normal_maps(...)) equals score(normal_set=...), and score_files scores the
     normal images once, not once per chunk."""
-    import pvqae_lib.pipeline as pipeline
+    import pvqae_lib.scorers as scorers
     run, images = run_and_images
     trained = load_trained(run / "model.pt")
     files = sorted(images.iterdir())
@@ -174,8 +174,8 @@ def test_standardized_chunks_use_normal_maps_computed_once(run_and_images, monke
     reference = normal_maps(trained, train_set, "universal", cfg)
     assert sorted(reference) == sorted(trained.category_names)
     calls = []
-    real = pipeline.score_dataset
-    monkeypatch.setattr(pipeline, "score_dataset", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    real = scorers.score_dataset
+    monkeypatch.setattr(scorers, "score_dataset", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
     chunks = list(score_files(trained, files, "disc", "universal", cfg, reference, chunk=4))
     assert calls == [4, 2]                       # the chunks only: no normal image scored again
     np.testing.assert_allclose(np.concatenate([r["image"] for _, r in chunks]), whole["image"], rtol=1e-5)
