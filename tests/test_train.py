@@ -325,7 +325,7 @@ def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
                                   train=replace(quick.train, epochs=100)),
             "e100_lmax": replace(quick, train=replace(quick.train, epochs=100, lambda_max=2.5)),
             "seed1": replace(quick, train=replace(quick.train, seed=1)),
-            "e100_lfq": replace(quick, model=replace(quick.model, quantizer="lfq"), train=replace(quick.train, epochs=100))}
+            "e100_lfq": replace(quick, model=replace(quick.model, quantizer="lfq", codebook_size=2 ** 16), train=replace(quick.train, epochs=100))}
     for name, profile in runs.items():
         (results / f"synthetic_{name}.json").write_text(json.dumps({"config": profile.to_dict()}))
     (results / "benchmark.json").write_text(json.dumps({"rows": []}))      # no configuration: never in a sweep
@@ -334,7 +334,7 @@ def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
     assert book.sweep_of(committed, "train.epochs") == {
         "synthetic_profile.json": quick.train.epochs, "synthetic_e100.json": 100, "synthetic_e100_vqvae.json": 100}
     assert book.sweep_of(committed, "train.seed") == {"synthetic_profile.json": 0, "synthetic_seed1.json": 1}
-    with_lfq = book.sweep_of(committed, "train.epochs", besides=("model.quantizer",))
+    with_lfq = book.sweep_of(committed, "train.epochs", besides=("model.quantizer", "model.codebook_size"))
     assert with_lfq == {**book.sweep_of(committed, "train.epochs"), "synthetic_e100_lfq.json": 100}
     assert book.sweep_of(book.committed_results(start=tmp_path), "train.seed")["synthetic_seed1.json"] == 1
 
