@@ -8,6 +8,7 @@ import re
 import pandas as pd
 import pytest
 
+from pvqae_lib import report as P
 from pvqae_lib import results as R
 
 
@@ -60,13 +61,13 @@ def folder_with(tmp_path, files: dict):
 @pytest.mark.parametrize("value,text", [(None, "n/a"), (float("nan"), "n/a"), (0.5, "50.0"), (0.98765, "98.8"),
                                         (1, "100.0"), (0.0, "0.0")])
 def test_fmt_is_a_percentage(value, text):
-    assert R.fmt(value) == text
+    assert P.fmt(value) == text
 
 
 @pytest.mark.parametrize("sha,text", [("0123456789abcdef", "0123456"), ("0123456789abcdef-dirty", "0123456-dirty"),
                                       (None, "n/a"), ("", "n/a"), (float("nan"), "n/a")])
 def test_short_commit(sha, text):
-    assert R.short_commit(sha) == text
+    assert P.short_commit(sha) == text
 
 
 # -------------------------------------------------------------------------------------- index
@@ -119,7 +120,7 @@ def test_the_committed_index_is_current():
 
 
 def test_the_generated_page_and_blocks_are_current():
-    assert R.stale() == [], "run `python -m pvqae_lib.results` (make results)"
+    assert P.stale() == [], "run `python -m pvqae_lib.results` (make results)"
 
 
 # ----------------------------------------------------------------------------------- headline
@@ -131,9 +132,9 @@ SEEDS = {"p0.json": evaluation(seed=0, image=0.6), "p1.json": evaluation(seed=1,
 
 def test_headline_averages_the_seeds_of_one_configuration(tmp_path):
     index = R.build_index(folder_with(tmp_path, SEEDS))
-    selectors = [R.Headline("PVQAE", "`model.model` == 'pvqae'", paper=(0.992, 0.965)),
-                 R.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
-    lines = R.headline_table(index, selectors).splitlines()
+    selectors = [P.Headline("PVQAE", "`model.model` == 'pvqae'", paper=(0.992, 0.965)),
+                 P.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
+    lines = P.headline_table(index, selectors).splitlines()
     assert lines[2] == "| PVQAE | 0, 1, 2 | 70.0 ± 10.0 | 80.0 ± 0.0 | 70.0 ± 0.0 | 99.2 / 96.5 |"
     assert lines[3] == "| VQ-VAE | 0 | 50.0 | 80.0 | 70.0 | n/a |"
     assert lines[4] == ""
@@ -141,29 +142,29 @@ def test_headline_averages_the_seeds_of_one_configuration(tmp_path):
 
 def test_headline_skips_a_selector_that_matches_nothing(tmp_path):
     index = R.build_index(folder_with(tmp_path, SEEDS))
-    selectors = [R.Headline("none yet", "`model.backbone` == 'lite0'"), R.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
-    assert [r["label"] for r in R.headline_rows(index, selectors)] == ["VQ-VAE"]
+    selectors = [P.Headline("none yet", "`model.backbone` == 'lite0'"), P.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
+    assert [r["label"] for r in P.headline_rows(index, selectors)] == ["VQ-VAE"]
 
 
 def test_headline_refuses_two_configurations_or_a_repeated_seed(tmp_path):
     index = R.build_index(folder_with(tmp_path, SEEDS))
     with pytest.raises(ValueError, match="differ in model.model, prior"):
-        R.headline_rows(index, [R.Headline("both", "`train.epochs` == 10")])
+        P.headline_rows(index, [P.Headline("both", "`train.epochs` == 10")])
     index = R.build_index(folder_with(tmp_path / "b", {"a.json": evaluation(), "b.json": evaluation()}))
     with pytest.raises(ValueError, match="one seed twice"):
-        R.headline_rows(index, [R.Headline("twice", "`model.model` == 'pvqae'")])
+        P.headline_rows(index, [P.Headline("twice", "`model.model` == 'pvqae'")])
 
 
 def test_headline_at_most_ten_rows(tmp_path):
     index = R.build_index(folder_with(tmp_path, SEEDS))
     with pytest.raises(ValueError, match="at most 10"):
-        R.headline_rows(index, [R.Headline(str(i), "`model.model` == 'vqvae'") for i in range(11)])
+        P.headline_rows(index, [P.Headline(str(i), "`model.model` == 'vqvae'") for i in range(11)])
 
 
 def test_the_repository_headline_rows():
     """The selectors of the README match rows today, each one configuration (select() checks it)."""
-    rows = R.headline_rows(R.load_index())
-    assert 5 <= len(rows) <= R.MAX_HEADLINE_ROWS
+    rows = P.headline_rows(R.load_index())
+    assert 5 <= len(rows) <= P.MAX_HEADLINE_ROWS
     first = rows[0]
     assert first["seeds"] == [0, 1, 2] and first["image"] == "66.0 ± 7.6"
     assert first["files"] == ["synthetic_quick_pvqae.json", "synthetic_quick_pvqae_seed1.json",
@@ -176,7 +177,7 @@ def test_the_repository_headline_rows():
 def test_results_page_is_plain_myst(tmp_path):
     folder = folder_with(tmp_path, {**SEEDS, "m.json": evaluation(dataset="mtsd"), "benchmark.json": BENCHMARK,
                                     "f.json": FEWSHOT})
-    page = R.results_page(R.build_index(folder)).splitlines()
+    page = P.results_page(R.build_index(folder)).splitlines()
     headings = [line for line in page if line.startswith("#")]
     assert headings[0].startswith("# ") and sum(h.startswith("# ") for h in headings) == 1
     assert len(set(headings)) == len(headings)
@@ -188,7 +189,7 @@ def test_results_page_is_plain_myst(tmp_path):
 
 
 def test_the_committed_page_is_plain_myst():
-    page = R.PAGE.read_text().splitlines()
+    page = P.PAGE.read_text().splitlines()
     tables, current = [], None
     for line in page:
         if line.startswith("|"):
@@ -202,20 +203,20 @@ def test_the_committed_page_is_plain_myst():
 
 def test_benchmark_table_rows_and_ratio(tmp_path):
     folder = folder_with(tmp_path, {"benchmark_x.json": BENCHMARK, "synthetic.json": evaluation()})
-    lines = R.benchmark_table(folder).splitlines()
+    lines = P.benchmark_table(folder).splitlines()
     assert lines[0].startswith("`benchmark_x.json`: `python -m pvqae_lib benchmark` (commit abcdef0,")
     assert lines[4:] == ["| pvqae | 64 | 50.00 | 20.0 | 500 | 1.20 |", "| vqvae | 64 | 60.00 | 4.0 | 401 |  |",
                          "| pvqae | 128 | 15.00 | 300.0 | 900 | 1.23 |", "| vqvae | 128 | 18.00 | 12.3 | 700 |  |"]
-    assert R.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
+    assert P.benchmark_table(tmp_path / "nothing") == "No benchmark JSON committed."
 
 
 def test_replace_block(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- x -->\nold\n<!-- /x -->\nb\n")
-    assert R.replace_block(readme, "<!-- x -->", "<!-- /x -->", r"new \1") is True
+    assert P.replace_block(readme, "<!-- x -->", "<!-- /x -->", r"new \1") is True
     assert readme.read_text() == "a\n<!-- x -->\nnew \\1\n<!-- /x -->\nb\n"
-    assert R.replace_block(readme, "<!-- y -->", "<!-- /y -->", "z") is False
-    assert R.replace_block(tmp_path / "missing.md", "<!-- x -->", "<!-- /x -->", "z") is False
+    assert P.replace_block(readme, "<!-- y -->", "<!-- /y -->", "z") is False
+    assert P.replace_block(tmp_path / "missing.md", "<!-- x -->", "<!-- /x -->", "z") is False
 
 
 def test_seed_stats_and_generated_comparisons():
