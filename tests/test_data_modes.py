@@ -8,7 +8,7 @@ from PIL import Image
 from pvqae_lib.data import (
     DataError, check_dataset, load_btad, load_folder, load_images, load_mtsd, load_mvtec,
 )
-from pvqae_lib.data.real import read_image, read_mask
+from pvqae_lib.data.files import read_image, read_mask
 
 
 def _save(a_or_im, path: Path, mode=None):

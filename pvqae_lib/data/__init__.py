@@ -3,12 +3,14 @@
 Everything loads into one container, ``ImageSet`` (images, masks, labels, categories, kinds, paths).
 Start with ``make_synthetic('train')`` or ``load_dataset('mtsd', root, 'test', size=128)``.
 """
-from .transforms import augment
-from .downloads import DATASETS, check_archive, download, download_file, extract
+from .archives import check_archive, extract
+from .downloads import DATASETS, download, download_file
+from .files import image_files, load_images
 from .imageset import DataError, ImageSet, concat
 from .load import DATASET_NAMES, check_dataset, load_dataset
-from .real import image_files, load_btad, load_folder, load_images, load_mtsd, load_mvtec, mtsd_split
+from .real import load_btad, load_folder, load_mtsd, load_mvtec, mtsd_split
 from .synthetic import CATEGORIES, DEFECT_KINDS, make_synthetic, render
+from .transforms import augment
 
 __all__ = [
     "DataError", "ImageSet", "concat",

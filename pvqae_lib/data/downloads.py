@@ -26,17 +26,14 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import lzma
 import os
 import shutil
-import tarfile
 import urllib.error
 import urllib.request
-import zipfile
-import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from .archives import ARCHIVE_SUFFIXES, check_archive, extract, one_line
 from .imageset import DataError
 
 
@@ -99,13 +96,6 @@ def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2")
-
-
-def _one_line(e) -> str:
-    return " ".join(str(e).split())
-
-
 def _unlink(*paths: Path) -> None:
     for p in paths:
         try:
@@ -138,43 +128,6 @@ def _saved_validator(meta: Path, url: str) -> str | None:
         return saved["validator"] if saved.get("url") == url and saved.get("validator") else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def check_archive(path) -> None:
-    """Open a zip or tar archive completely (every member read, CRCs checked for zip), or raise a
-    one-line ``DataError`` saying why not. A truncated archive fails here, not at unpacking."""
-    path = Path(path)
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                bad, count = z.testzip(), len(z.infolist())
-            if not count:
-                raise DataError(f"archive {path} is an empty zip archive")
-            if bad is not None:
-                raise DataError(f"archive {path} is corrupt: member {bad!r} fails its CRC check")
-            return
-        if tarfile.is_tarfile(path):
-            count = 0
-            with tarfile.open(path, "r:*") as t:
-                for member in t:  # the whole stream: a truncated or corrupt archive fails
-                    count += 1
-                    if member.isfile():
-                        f = t.extractfile(member)
-                        while f.read(1 << 20):
-                            pass
-            if not count:  # e.g. a file of zeros, which tarfile reads as an empty archive
-                raise DataError(f"archive {path} is not a zip or tar archive, or an empty one")
-            return
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError,
-            ValueError, NotImplementedError) as e:
-        raise DataError(f"archive {path} is corrupt or incomplete: {_one_line(e)}") from None
-    if head.startswith(b"PK"):
-        raise DataError(f"archive {path} is a corrupt or incomplete zip archive")
-    raise DataError(f"{path} is not a zip or tar archive (it starts with {head[:32]!r})")
 
 
 def download_file(url: str, dest, sha256: str | None, *, chunk_size: int = 1 << 20,
@@ -220,11 +173,11 @@ def download_file(url: str, dest, sha256: str | None, *, chunk_size: int = 1 << 
             try:
                 dest.unlink()
             except OSError as e2:
-                raise DataError(f"cannot delete the broken archive {dest} ({_one_line(e2)}); delete it yourself") from None
+                raise DataError(f"cannot delete the broken archive {dest} ({one_line(e2)}); delete it yourself") from None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot create folder {dest.parent} for {url}: {_one_line(e)}") from None
+        raise DataError(f"cannot create folder {dest.parent} for {url}: {one_line(e)}") from None
 
     content_type = None
     for attempt in range(2):  # a resume can turn out stale (416, changed file): then once from zero
@@ -258,7 +211,7 @@ def download_file(url: str, dest, sha256: str | None, *, chunk_size: int = 1 << 
         os.replace(part, dest)  # atomic: dest appears only now, complete and verified
     except OSError as e:
         _unlink(part, meta)
-        raise DataError(f"cannot rename {part} to {dest}: {_one_line(e)}; deleted {part}") from None
+        raise DataError(f"cannot rename {part} to {dest}: {one_line(e)}; deleted {part}") from None
     _unlink(meta)
     return dest
 
@@ -293,9 +246,9 @@ def _fetch(url, part: Path, meta: Path, sha256, chunk_size, progress, label, may
             if _content_range(e.headers.get("Content-Range"))[1] == start:
                 return None
             return "restart"
-        raise DataError(f"download of {url} failed: HTTP {e.code} {_one_line(e.reason)}") from None
+        raise DataError(f"download of {url} failed: HTTP {e.code} {one_line(e.reason)}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        raise DataError(f"download of {url} failed: {_one_line(getattr(e, 'reason', e))}") from None
+        raise DataError(f"download of {url} failed: {one_line(getattr(e, 'reason', e))}") from None
 
     with response:
         content_type = response.headers.get("Content-Type")
@@ -317,7 +270,7 @@ def _fetch(url, part: Path, meta: Path, sha256, chunk_size, progress, label, may
                     meta.unlink(missing_ok=True)
             except OSError as e:
                 _unlink(part, meta)
-                raise DataError(f"cannot write {meta}: {_one_line(e)}") from None
+                raise DataError(f"cannot write {meta}: {one_line(e)}") from None
         resumable = sha256 is not None or new_validator is not None or validator is not None
         try:
             _stream(response, part, "ab" if start else "wb", start, total, chunk_size, progress, label)
@@ -327,8 +280,8 @@ def _fetch(url, part: Path, meta: Path, sha256, chunk_size, progress, label, may
         except (OSError, http.client.HTTPException) as e:
             if not resumable:
                 _unlink(part, meta)
-                raise DataError(f"download of {url} interrupted ({_one_line(e)}); run again") from None
-            raise DataError(f"download of {url} interrupted ({_one_line(e)}); run again to resume "
+                raise DataError(f"download of {url} interrupted ({one_line(e)}); run again") from None
+            raise DataError(f"download of {url} interrupted ({one_line(e)}); run again to resume "
                             f"from {part}") from None
     got = part.stat().st_size
     if total is not None and got != total:
@@ -347,53 +300,18 @@ def _stream(response, part: Path, mode: str, start: int, total, chunk_size: int,
     try:
         f = open(part, mode)
     except OSError as e:
-        raise _WriteFailed(_one_line(e)) from None
+        raise _WriteFailed(one_line(e)) from None
     with f, tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=label, disable=not progress) as bar:
         while chunk := response.read(chunk_size):
             try:
                 f.write(chunk)
             except OSError as e:
-                raise _WriteFailed(_one_line(e)) from None
+                raise _WriteFailed(one_line(e)) from None
             bar.update(len(chunk))
         try:
             f.flush()
         except OSError as e:
-            raise _WriteFailed(_one_line(e)) from None
-
-
-def _check_member(name: str, dest: Path, archive: Path) -> None:
-    """Refuse archive members that would land outside ``dest`` (absolute paths, '..', drive letters)."""
-    p = PurePosixPath(name.replace("\\", "/"))
-    outside = not (dest / p).resolve().is_relative_to(dest.resolve())
-    if p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":") or outside:
-        raise DataError(f"unsafe path {name!r} in archive {archive}: refusing to extract")
-
-
-def extract(archive, dest) -> Path:
-    """Unpack a .zip or .tar(.gz/.xz/...) archive into ``dest``, after checking every member's path."""
-    archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if zipfile.is_zipfile(archive):
-            with zipfile.ZipFile(archive) as z:
-                for info in z.infolist():
-                    _check_member(info.filename, dest, archive)
-                z.extractall(dest)
-        elif tarfile.is_tarfile(archive):
-            with tarfile.open(archive, "r:*") as t:
-                members = t.getmembers()
-                for m in members:
-                    _check_member(m.name, dest, archive)
-                    if not (m.isfile() or m.isdir()):
-                        raise DataError(f"unsafe member {m.name!r} in archive {archive}: links and "
-                                        f"special files are not extracted")
-                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                t.extractall(dest, members=members, **safe)
-        else:
-            raise DataError(f"{archive} is neither a zip nor a tar archive")
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(f"cannot extract archive {archive}: {e}") from None
-    return dest
+            raise _WriteFailed(one_line(e)) from None
 
 
 def download(name: str, root, *, force: bool = False, keep_archive: bool = True) -> Path:
@@ -410,7 +328,7 @@ def download(name: str, root, *, force: bool = False, keep_archive: bool = True)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot create folder {root}: {_one_line(e)}") from None
+        raise DataError(f"cannot create folder {root}: {one_line(e)}") from None
     target, archive = root / name, root / spec.filename
     if force:
         shutil.rmtree(target, ignore_errors=True)
@@ -428,7 +346,7 @@ def download(name: str, root, *, force: bool = False, keep_archive: bool = True)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     except OSError as e:
-        raise DataError(f"cannot unpack {archive} into {target}: {_one_line(e)}") from None
+        raise DataError(f"cannot unpack {archive} into {target}: {one_line(e)}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone after the rename; removed after any failure
     if not keep_archive:

@@ -1,10 +1,19 @@
 """One entry point for every dataset: ``load_dataset(name, root, split, size)`` (used by the CLI)."""
 from __future__ import annotations
 
+from .files import check_masks
 from .imageset import DataError, ImageSet, check_split
 from .real import (
-    MTSD_CATEGORY, _mtsd_index, _root, check_masks, index_btad, index_mvtec, index_mvtec_category, load_btad,
-    load_folder, load_mtsd, load_mvtec,
+    MTSD_CATEGORY,
+    _mtsd_index,
+    _root,
+    index_btad,
+    index_mvtec,
+    index_mvtec_category,
+    load_btad,
+    load_folder,
+    load_mtsd,
+    load_mvtec,
 )
 from .synthetic import make_synthetic
 
@@ -42,7 +51,7 @@ def check_dataset(name: str, root, category: str | None = None, seed: int = 0) -
     only at evaluation, after training. This raises the first problem as a one-line ``DataError``
     naming the file: the layout errors of the loaders (a missing mask, an empty folder, ...), a mask
     whose size differs from its image's, a grey mask (more than two values that do not reach full
-    white), a mask with no 0 pixel, and an empty mask of a defect image (see ``real.mask_array``).
+    white), a mask with no 0 pixel, and an empty mask of a defect image (see ``files.mask_array``).
     The images are not decoded (only their headers are read for their size). Returns how many masks
     were checked (0 for 'synthetic', whose masks are generated). Arguments as for ``load_dataset``.
     """
