@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 
-LEVEL_COLORS = ["#4c72b0", "#dd8452", "#c44e52"]          # coarse, middle, fine
+LEVEL_COLORS = ["#3b6fb6", "#e8a90c", "#c2185b"]          # coarse (blue), middle (gold), fine (magenta)
 LEVEL_NAMES = ["coarse", "middle", "fine"]
 
 
@@ -26,25 +26,75 @@ def show_image(ax, image, title: str | None = None, mask=None):
     ax.axis("off")
 
 
-def overlay_levels(ax, image, levels, title: str | None = None, alpha: float = 0.45):
-    """The routed resolution of each coarse patch over the image (blue coarse, orange middle, red fine)."""
+def draw_level_grid(ax, levels, extent, alpha: float = 0.25, linewidth: float = 1.2):
+    """Draw a level map (h, w) of ints as an outlined grid over ``extent`` = (0, W, H, 0): every
+    coarse patch filled lightly in its level's colour, outlined in it, and cut into the cells its
+    level spends (1, 2 x 2 or 4 x 4 codes: the finer the level, the denser the grid), so the levels
+    can be told apart by the grid alone, in grey print too."""
+    from matplotlib.patches import Rectangle
+    levels = np.asarray(levels).astype(int)
+    h, w = levels.shape
+    W, H = extent[1], extent[2]
+    ph, pw = H / h, W / w
+    for i in range(h):
+        for j in range(w):
+            r = int(levels[i, j])
+            colour = LEVEL_COLORS[r % len(LEVEL_COLORS)]
+            x0, y0 = j * pw, i * ph
+            ax.add_patch(Rectangle((x0, y0), pw, ph, facecolor=colour, alpha=alpha, edgecolor="none"))
+            cells = 2 ** r
+            for k in range(1, cells):                     # the codes inside the patch
+                ax.plot([x0 + k * pw / cells] * 2, [y0, y0 + ph], color=colour, lw=0.5 * linewidth)
+                ax.plot([x0, x0 + pw], [y0 + k * ph / cells] * 2, color=colour, lw=0.5 * linewidth)
+            ax.add_patch(Rectangle((x0 + 0.5, y0 + 0.5), pw - 1, ph - 1, facecolor="none", edgecolor=colour,
+                                   lw=linewidth))
+    ax.set_xlim(0, W)
+    ax.set_ylim(H, 0)
+
+
+def overlay_levels(ax, image, levels, title: str | None = None, alpha: float = 0.25):
+    """The routed resolution of each coarse patch over the image, as an outlined grid
+    (:func:`draw_level_grid`: blue coarse = 1 code, orange middle = 2 x 2, red fine = 4 x 4);
+    add the key with :func:`level_legend`."""
     img = to_numpy_image(image)
     H, W = img.shape[:2]
-    ax.imshow(img)
-    ax.imshow(np.asarray(levels), cmap=ListedColormap(LEVEL_COLORS), vmin=0, vmax=2, alpha=alpha,
-              extent=(0, W, H, 0), interpolation="nearest")
+    ax.imshow(img, extent=(0, W, H, 0))
+    draw_level_grid(ax, levels, (0, W, H, 0), alpha=alpha)
     ax.set_title(title or "", fontsize=9)
     ax.axis("off")
 
 
-def show_heat(ax, image, heat, title: str | None = None, mask=None, vmax: float | None = None):
-    """An anomaly map over the image (hot = anomalous), with the true mask outlined."""
+def show_heat(ax, image, heat, title: str | None = None, mask=None, vmax: float | None = None,
+              colorbar: bool = False, vmin: float = 0.0):
+    """An anomaly map over the image (hot = anomalous), with the true mask outlined; returns the
+    map's image handle, for a colorbar shared by several panels. ``colorbar=True`` draws this
+    panel's own colorbar (from ``vmin`` to ``vmax``, the map's maximum when None)."""
     ax.imshow(to_numpy_image(image))
-    ax.imshow(np.asarray(heat), cmap="jet", alpha=0.5, vmin=0, vmax=vmax)
+    im = ax.imshow(np.asarray(heat), cmap="jet", alpha=0.5, vmin=vmin, vmax=vmax)
     if mask is not None and np.asarray(mask).any():
         ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="white", linewidths=0.8)
     ax.set_title(title or "", fontsize=9)
     ax.axis("off")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    return im
+
+
+def show_patch_map(ax, image, values, title: str | None = None, mask=None, cmap: str = "viridis",
+                   vmin: float = 0.0, vmax: float = 1.0, colorbar: bool = False):
+    """A map with one value per coarse patch (h, w), e.g. the DWT entropy, drawn on the image's
+    pixel grid (blocky, no smoothing) with the defect mask outlined in red; returns the image
+    handle (for a shared colorbar), or draws this panel's own colorbar with ``colorbar=True``."""
+    H, W = np.asarray(image.shape[-2:])
+    im = ax.imshow(np.asarray(values), cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, W, H, 0),
+                   interpolation="nearest")
+    if mask is not None and np.asarray(mask).any():
+        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="red", linewidths=0.9)
+    ax.set_title(title or "", fontsize=8)
+    ax.axis("off")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    return im
 
 
 def heat_overlay(image, heat, vmax: float, alpha: float = 0.5) -> np.ndarray:
@@ -55,25 +105,35 @@ def heat_overlay(image, heat, vmax: float, alpha: float = 0.5) -> np.ndarray:
     return np.round(picture * 255).astype(np.uint8)
 
 
-def level_legend(fig):
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in LEVEL_COLORS]
-    fig.legend(handles, LEVEL_NAMES, loc="lower center", ncol=3, frameon=False)
+def level_handles(num_levels: int = 3):
+    """Legend handles for the levels as :func:`draw_level_grid` draws them (outlined, lightly filled)."""
+    from matplotlib.patches import Patch
+    return [Patch(facecolor=LEVEL_COLORS[r], alpha=0.6, edgecolor=LEVEL_COLORS[r], lw=1.5,
+                  label=f"{LEVEL_NAMES[r]} ({4 ** r} code{'s' if r else ''} per patch)")
+            for r in range(num_levels)]
+
+
+def level_legend(fig, num_levels: int = 3, loc: str = "lower center"):
+    """The key of the allocation maps, below the figure: one entry per level."""
+    fig.legend(handles=level_handles(num_levels), loc=loc, ncol=num_levels, frameon=False, fontsize=8)
 
 
 def heatmap_figure(images, masks, maps: dict, titles=None):
     """Rows of images; columns: the image with its mask, then one heat map per entry of ``maps``.
 
     ``maps`` is {column title: (N, H, W) array}; each column is scaled to its own 99.5th percentile,
-    so methods whose scores live on different scales can be compared by their shape.
+    so methods whose scores live on different scales can be compared by their shape, and each column
+    has its colorbar below it.
     """
     n, cols = len(images), 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.1 * n), squeeze=False)
+    fig, axes = plt.subplots(n, cols, figsize=(2.1 * cols, 2.1 * n + 0.5), squeeze=False, layout="constrained")
     for i in range(n):
         show_image(axes[i, 0], images[i], (titles[i] if titles else None), masks[i])
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            vmax = float(np.percentile(m, 99.5))
-            show_heat(axes[i, j], images[i], m[i], name if i == 0 else None, masks[i], vmax)
-    fig.tight_layout()
+    for j, (name, m) in enumerate(maps.items(), start=1):
+        vmax = float(np.percentile(m, 99.5))
+        for i in range(n):
+            im = show_heat(axes[i, j], images[i], m[i], name if i == 0 else None, masks[i], vmax)
+        fig.colorbar(im, ax=list(axes[:, j]), location="bottom", shrink=0.9, pad=0.02, aspect=12)
     return fig
 
 
@@ -130,3 +190,38 @@ def allocation_and_maps(images, routed, maps: dict):
     level_legend(fig)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
+
+
+def level_share_by(values, levels, bins: int = 5, num_levels: int = 3, edges=None):
+    """The table behind a routing-against-richness plot: patches binned by ``values`` (e.g. their
+    DWT entropy, any shape) into ``bins`` equal-count bins (quantiles, or the given ``edges``), and
+    per bin the mean value, the number of patches and the share routed to each level of ``levels``
+    (same shape, ints). Returns a pandas DataFrame, one row per bin, with a column
+    ``finer than coarse`` (the share above level 0)."""
+    import pandas as pd
+    values = np.asarray(values, dtype=float).ravel()
+    levels = np.asarray(levels).astype(int).ravel()
+    if values.shape != levels.shape:
+        raise ValueError(f"values and levels must have the same shape, got {values.shape} and {levels.shape}")
+    if edges is None:
+        edges = np.quantile(values, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges[1:-1], values, side="right"), 0, len(edges) - 2)
+    rows = []
+    for b in range(len(edges) - 1):
+        sel = which == b
+        share = np.bincount(levels[sel], minlength=num_levels)[:num_levels] / max(int(sel.sum()), 1)
+        rows.append({"bin": b + 1, "from": edges[b], "to": edges[b + 1],
+                     "mean": values[sel].mean() if sel.any() else np.nan, "patches": int(sel.sum()),
+                     **{LEVEL_NAMES[r]: share[r] for r in range(num_levels)},
+                     "finer than coarse": 1 - share[0]})
+    return pd.DataFrame(rows)
+
+
+def plot_level_share(ax, table, xlabel: str = "DWT entropy H of the patch (bin mean)", label=None, **style):
+    """Draw a :func:`level_share_by` table: the share of patches routed finer than the coarse level
+    against each bin's mean value."""
+    ax.plot(table["mean"], table["finer than coarse"], "o-", label=label, **style)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share routed finer than coarse")
+    ax.set_ylim(0, 1)
+    return ax

@@ -22,3 +22,45 @@ def test_heat_overlay_blends_the_map_colours_over_the_image():
     assert picture.max() <= 128                        # alpha 0.5 of at most 255
     white = heat_overlay(torch.ones(3, 4, 4), heat, vmax=1.0, alpha=0.0)
     assert (white == 255).all()                        # alpha 0: the image alone
+
+
+def test_level_grid_draws_the_codes_each_level_spends():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pvqae_lib.viz import draw_level_grid, level_handles
+
+    for level, lines in [(0, 0), (1, 2), (2, 6)]:            # 2**r - 1 cuts each way
+        fig, ax = plt.subplots()
+        draw_level_grid(ax, np.full((1, 1), level), (0, 16, 16, 0))
+        assert len(ax.lines) == lines and len(ax.patches) == 2   # fill + outline
+        plt.close(fig)
+    assert [h.get_label().split()[0] for h in level_handles()] == ["coarse", "middle", "fine"]
+
+
+def test_heat_maps_carry_a_colorbar():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pvqae_lib.viz import heatmap_figure, show_heat, show_patch_map
+
+    fig, (a, b) = plt.subplots(1, 2)
+    im = show_heat(a, torch.zeros(3, 8, 8), np.ones((8, 8)), vmax=2.0, colorbar=True)
+    assert im.get_clim() == (0.0, 2.0)
+    show_patch_map(b, torch.zeros(3, 8, 8), np.ones((2, 2)), colorbar=True)
+    assert len(fig.axes) == 4                                   # two panels, two colorbars
+    fig = heatmap_figure(torch.zeros(2, 3, 8, 8), [None, None], {"x": np.random.rand(2, 8, 8),
+                                                                 "y": np.random.rand(2, 8, 8)})
+    assert len(fig.axes) == 2 * 3 + 2                           # one colorbar per map column
+    plt.close("all")
+
+
+def test_level_share_by_bins_patches_by_their_value():
+    from pvqae_lib.viz import level_share_by
+
+    values = np.arange(10.0)
+    levels = np.array([0] * 5 + [1, 1, 2, 2, 2])                 # the richer half is routed finer
+    table = level_share_by(values, levels, bins=2)
+    assert list(table["patches"]) == [5, 5]
+    assert list(table["finer than coarse"]) == [0.0, 1.0]
+    assert np.isclose(table.loc[1, "fine"], 0.6) and np.isclose(table["mean"][0], 2.0)

@@ -12,10 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.colors import ListedColormap
 
 from ..budget import budget_loss, level_costs, patch_entropy
-from ..viz import LEVEL_COLORS, LEVEL_NAMES, to_numpy_image
+from ..viz import LEVEL_NAMES, draw_level_grid, level_handles, to_numpy_image
 
 
 def level_presets(entropy, num_levels: int = 3) -> dict:
@@ -79,9 +78,8 @@ def plot_budget(image, levels, result: dict, title: str | None = None, axes=None
     im = axes[1].imshow(result["entropy"], cmap="viridis", vmin=0, vmax=1, extent=extent, interpolation="nearest")
     axes[1].set_title("DWT entropy H", fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03)
-    axes[2].imshow(img)
-    axes[2].imshow(np.asarray(levels), cmap=ListedColormap(LEVEL_COLORS), vmin=0, vmax=2, alpha=0.55,
-                   extent=extent, interpolation="nearest")
+    axes[2].imshow(img, extent=extent)
+    draw_level_grid(axes[2], levels, extent)
     share = "/".join(f"{s:.0%}" for s in result["level_share"][:3])
     axes[2].set_title(f"levels (c/m/f {share})", fontsize=9)
     im = axes[3].imshow(result["cost_map"] * 1e3, cmap="magma", vmin=0,
@@ -91,4 +89,6 @@ def plot_budget(image, levels, result: dict, title: str | None = None, axes=None
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    axes[2].legend(handles=level_handles(len(result["level_share"])), loc="upper center",
+                   bbox_to_anchor=(0.5, -0.02), fontsize=7, frameon=False)
     return fig
