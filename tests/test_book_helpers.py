@@ -61,3 +61,25 @@ def test_the_profile_is_quick_unless_asked_for(monkeypatch):
     assert pv.get_profile("quick").name == "quick"
     with pytest.raises(ValueError, match="profile must be 'quick' or 'full'"):
         pv.get_profile("fast")
+
+
+@pytest.mark.slow
+def test_book_training_is_deterministic_on_one_machine(tmp_path, monkeypatch):
+    """Issue 23: a chapter's model is the same on every rebuild with the same thread count; trained
+    twice into two empty caches, the weights, both priors and the scores are bit-identical."""
+    import torch
+    from conftest import tiny_profile, tiny_train_set
+    profile = tiny_profile()
+    data, test = tiny_train_set(), pv.data.make_synthetic("test", 32, num_per_category=2)
+    runs = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("PVQAE_CACHE", str(tmp_path / name))
+        torch.manual_seed(123 if name == "a" else 456)           # whatever ran before must not matter
+        runs.append(pv.book.trained_model(profile, data, progress=False))
+    (a, b) = runs
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+    for kind in a.priors:
+        for key, value in a.priors[kind].state_dict().items():
+            assert torch.equal(value, b.priors[kind].state_dict()[key]), (kind, key)
+    np.testing.assert_array_equal(pv.pipeline.score(a, test)["image"], pv.pipeline.score(b, test)["image"])
