@@ -244,3 +244,21 @@ def check(condition: bool, claim: str) -> None:
     another machine that changes the numbers says which sentence to rewrite."""
     if not bool(condition):
         raise ClaimFailed(f"the chapter says: {claim!r}, which this run's numbers no longer support")
+
+
+def router_logits(trained, images, batch_size: int = 64, device=None):
+    """The router's logits (N, R, h, w), on the CPU, of a trained PVQAE for images (N, 3, H, W) in
+    [0, 1]; its evaluation-mode levels are ``.argmax(1)``. Works for the pixel model and for a
+    feature-pyramid model (whose backbone maps are computed first, or read from the feature cache)."""
+    import torch
+    model = trained.model.eval()
+    device = device or next(model.parameters()).device
+    starts = range(0, len(images), batch_size)
+    if trained.model_config.backbone != "pixel":
+        from .backbones import extract_features, load_backbone
+        levels = extract_features(load_backbone(trained.model_config.backbone, device=device), images)
+        batches = ([f[i:i + batch_size].float().to(device) for f in levels] for i in starts)
+    else:
+        batches = (images[i:i + batch_size].to(device) for i in starts)
+    with torch.no_grad():
+        return torch.cat([model(batch).logits.float().cpu() for batch in batches])

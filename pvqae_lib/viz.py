@@ -225,3 +225,23 @@ def plot_level_share(ax, table, xlabel: str = "DWT entropy H of the patch (bin m
     ax.set_ylabel("share routed finer than coarse")
     ax.set_ylim(0, 1)
     return ax
+
+
+def share_gap_interval(values, levels, bins: int = 5, num_boot: int = 200, seed: int = 0,
+                       confidence: float = 0.95):
+    """How much more often the richest bin of ``values`` is routed finer than coarse than the poorest
+    (:func:`level_share_by`'s ``finer than coarse``, last bin minus first), with a bootstrap interval
+    that resamples the images (the first axis of ``values`` and ``levels``, (N, ...)) and keeps the
+    bin edges of the whole set. Returns (gap, low, high)."""
+    values, levels = np.asarray(values, dtype=float), np.asarray(levels)
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1))
+
+    def gap(rows):
+        finer = level_share_by(values[rows], levels[rows], edges=edges)["finer than coarse"]
+        return float(finer.iloc[-1] - finer.iloc[0])
+
+    rng = np.random.default_rng(seed)
+    n = len(values)
+    boot = [gap(rng.integers(0, n, n)) for _ in range(num_boot)]
+    low, high = np.percentile(boot, [50 * (1 - confidence), 100 - 50 * (1 - confidence)])
+    return gap(np.arange(n)), float(low), float(high)

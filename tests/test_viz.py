@@ -64,3 +64,32 @@ def test_level_share_by_bins_patches_by_their_value():
     assert list(table["patches"]) == [5, 5]
     assert list(table["finer than coarse"]) == [0.0, 1.0]
     assert np.isclose(table.loc[1, "fine"], 0.6) and np.isclose(table["mean"][0], 2.0)
+
+
+def test_share_gap_interval_sees_a_clear_rise_and_no_rise():
+    from pvqae_lib.viz import share_gap_interval
+
+    rng = np.random.default_rng(1)
+    values = rng.random((40, 5, 5))
+    rising = (values > 0.6).astype(int)                          # richer patches routed finer
+    gap, low, high = share_gap_interval(values, rising)
+    assert gap == 1.0 and low > 0.5 and high <= 1.0
+    flat = rng.integers(0, 2, (40, 5, 5))                        # routing that ignores the values
+    gap, low, high = share_gap_interval(values, flat)
+    assert low < 0 < high
+
+
+def test_router_logits_of_a_pixel_pvqae_match_its_forward_pass():
+    from pvqae_lib.book import router_logits
+    from pvqae_lib.config import ModelConfig
+    from pvqae_lib.model import build_model
+    from pvqae_lib.pipeline import Trained
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(model="pvqae", image_size=32, width=8)
+    model = build_model(cfg).eval()
+    images = torch.rand(5, 3, 32, 32)
+    logits = router_logits(Trained(model, cfg, ["tile"]), images, batch_size=2)
+    with torch.no_grad():
+        assert torch.allclose(logits, model(images).logits, atol=1e-5)
+    assert logits.shape[:2] == (5, cfg.num_levels)
