@@ -115,6 +115,10 @@ class TrainConfig:
     feature_noise: float = setting(0.0, "feature backbone only: Gaussian noise on the standardized input features")
     restore_anomalies: bool = setting(False, "LFQUIAD/DRÆM: train on inputs with synthetic anomalies to rebuild "
                                       "the normal image")
+    ssim_weight: float = setting(0.5, "with restore_anomalies: β₁ of LFQUIAD's Eq. 2, the reconstruction loss "
+                                 "(1-β₁)·MSE + β₁·(1-SSIM) (the paper fixes only α₁+β₁=1)")
+    eval_every: int = setting(0, "score the run's test split (S_recon, no prior) every this many epochs and at "
+                              "the end into history.json: a learning curve, never used to pick a model (0: off)")
     seed: int = setting(0, "random seed of the data, the weights and training")
     amp: bool = setting(True, "mixed precision, used only where CUDA is present")
     num_workers: int = setting(0, "data-loading worker processes")
@@ -128,6 +132,9 @@ class TrainConfig:
                              f"{self.feature_noise}, {self.num_workers}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if not 0 <= self.ssim_weight <= 1 or self.eval_every < 0:
+            raise ValueError(f"ssim_weight must be in [0, 1] and eval_every >= 0, got {self.ssim_weight}, "
+                             f"{self.eval_every}")
 
 
 @dataclass

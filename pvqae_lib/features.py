@@ -28,7 +28,8 @@ from .model import FeatureAutoencoder
 from .routing import routed_share
 from .runs import CHECKPOINT
 from .scoring import combine, gaussian_blur, prior_score
-from .train import check_finite_loss, load_checkpoint, lr_at, progress_bar, save_atomic, total_loss
+from .train import (check_eval_set, check_finite_loss, eval_due, held_out_point, load_checkpoint, lr_at,
+                    progress_bar, save_atomic, total_loss)
 
 BACKBONE_FINEST_STRIDE = 8      # the finest level of every feature pyramid (strides 8 / 16 / 32)
 
@@ -54,23 +55,35 @@ def init_codebooks(model: FeatureAutoencoder, levels: list[torch.Tensor], device
     model.train()
 
 
+def build_feature_trainer(model_cfg: ModelConfig, channels: tuple, cfg: TrainConfig, levels: list[torch.Tensor],
+                          device=None) -> tuple[FeatureAutoencoder, torch.optim.Optimizer]:
+    """The feature loop's set-up, as :func:`pvqae_lib.train.build_trainer` is the pixel loop's: a
+    :class:`FeatureAutoencoder` over a pyramid of ``channels`` (coarsest first) that standardizes
+    its input with the statistics of the training maps ``levels``, on ``device``, and its Adam
+    optimizer (lr ``cfg.lr``, Adam's default betas: no discriminator here). Returns (model, opt)."""
+    model = FeatureAutoencoder(model_cfg, channels)
+    model.set_statistics(levels)
+    model.to(torch.device(device or "cpu"))
+    return model, torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+
 def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor, model_cfg: ModelConfig,
                               channels: tuple, cfg: TrainConfig, out_dir=None, resume: bool = False, device=None,
-                              progress: bool = True, epoch_callback=None):
+                              progress: bool = True, epoch_callback=None, eval_set=None, eval_levels=None):
     """Train a :class:`FeatureAutoencoder` on the pyramid maps of the normal training images.
 
     ``levels``: the maps, coarsest first (N, C_r, h_r, w_r); ``entropy``: (N, h, w) the DWT entropy
     of the image patch under each coarse patch. Writes ``checkpoint.pt`` to ``out_dir`` at the end
     of every epoch; ``resume`` continues from it (the same weights as an uninterrupted run).
     ``cfg.feature_noise`` adds Gaussian noise to the standardized inputs (a denoising
-    autoencoder's guard against copying its input). Returns (model, history).
+    autoencoder's guard against copying its input). With ``cfg.eval_every`` > 0 the labelled
+    ImageSet ``eval_set``, whose pyramid maps are ``eval_levels``, is scored into ``history['eval']``
+    (:func:`pvqae_lib.train.held_out_point`). Returns (model, history).
     """
     device = torch.device(device or "cpu")
+    check_eval_set(cfg, eval_set if eval_levels is not None else None)
     torch.manual_seed(cfg.seed)
-    model = FeatureAutoencoder(model_cfg, channels)
-    model.set_statistics(levels)
-    model.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model, opt = build_feature_trainer(model_cfg, channels, cfg, levels, device)
     history, start_epoch = {}, 0
     out_dir = Path(out_dir) if out_dir else None
     if resume:
@@ -128,6 +141,11 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
             if progress:
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", lam=f"{lam:.2f}")
         history.setdefault("epoch_seconds", []).append(time.time() - t0)
+        if eval_due(cfg, epoch):
+            from .scorers import FeatureScorer
+            scorer = FeatureScorer(model, model_cfg)
+            history.setdefault("eval", []).append(held_out_point(epoch, scorer, eval_set, eval_levels))
+            model.train()
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
@@ -240,9 +258,11 @@ def score_features(scorer, levels: list[torch.Tensor], image_size: int, prior=No
 
 
 def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool = False, device=None,
-                      progress: bool = True, epoch_callback=None):
+                      progress: bool = True, epoch_callback=None, eval_set=None):
     """Extract (or read from the cache) the pyramid maps of the normal training images, then train
-    the feature autoencoder, or fill PatchCore's memory bank. Returns (model, history, levels)."""
+    the feature autoencoder, or fill PatchCore's memory bank. Returns (model, history, levels).
+    With ``profile.train.eval_every`` > 0 the maps of ``eval_set`` are extracted once too, for the
+    held-out evaluation during training."""
     from .backbones import extract_features, load_backbone
     from .patchcore import PatchCore, PatchCoreConfig
     m, t = profile.model, profile.train
@@ -253,8 +273,10 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
         model = PatchCore(PatchCoreConfig(coreset_ratio=m.coreset_ratio)).fit(levels, seed=t.seed).to(device or "cpu")
         return model.eval(), {"coreset_seconds": time.time() - t0, "memory_size": len(model.memory)}, levels
     entropy = image_entropy(images, m.coarse_stride)
+    eval_levels = (extract_features(backbone, eval_set.images, progress=progress)
+                   if t.eval_every > 0 and eval_set is not None else None)
     model, history = train_feature_autoencoder(levels, entropy, m, backbone.channels, t, out_dir, resume, device,
-                                               progress, epoch_callback)
+                                               progress, epoch_callback, eval_set, eval_levels)
     return model, history, levels
 
 
@@ -268,5 +290,5 @@ def score_images(model, model_cfg: ModelConfig, images: torch.Tensor, prior=None
     return score_features(model, levels, images.shape[-1], prior, class_ids, cfg)
 
 
-__all__ = ["fit_feature_model", "score_images", "image_entropy", "train_feature_autoencoder", "collect_feature_budgets", "feature_maps",
+__all__ = ["build_feature_trainer", "fit_feature_model", "score_images", "image_entropy", "train_feature_autoencoder", "collect_feature_budgets", "feature_maps",
            "patchcore_maps", "score_features"]

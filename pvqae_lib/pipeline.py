@@ -50,21 +50,25 @@ class Trained:
 
 
 def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=None, progress: bool = True,
-        epoch_callback=None, prior_kinds=PRIOR_KINDS) -> Trained:
+        epoch_callback=None, prior_kinds=PRIOR_KINDS, eval_set=None) -> Trained:
     """Train the autoencoder, then (PVQAE only) the Budget Prior Transformers in ``prior_kinds``
     (universal and per-class by default; a sweep that scores with one kind can skip the other),
     then, if ``profile.head.enabled``, LFQUIAD's segmentation head on synthetic anomalies of
-    ``train_set`` (its history goes to ``trained.history['head']``)."""
+    ``train_set`` (its history goes to ``trained.history['head']``).
+
+    With ``profile.train.eval_every`` > 0, ``eval_set`` (the run's test split) is scored during
+    training into ``trained.history['eval']``, a learning curve for monitoring only
+    (:func:`pvqae_lib.train.held_out_point`)."""
     unknown = set(prior_kinds) - set(PRIOR_KINDS)
     if unknown or not prior_kinds:
         raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
     t0 = time.time()
     if profile.model.backbone == "pixel":
         model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
-                                           progress, epoch_callback)
+                                           progress, epoch_callback, eval_set)
     else:                                         # a frozen pyramid: chapter 8, pvqae_lib.features
         model, history, features = fit_feature_model(train_set.images, profile, out_dir, resume, device,
-                                                     progress, epoch_callback)
+                                                     progress, epoch_callback, eval_set)
     trained = Trained(model, profile.model, list(train_set.category_names), history=history)
     if profile.model.model == "pvqae":
         levels = (collect_budgets(model, train_set.images) if profile.model.backbone == "pixel"

@@ -27,6 +27,7 @@ from .data import augment
 from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .model import build_model
 from .routing import routed_share
+from .ssim import reconstruction_loss
 from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
 
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
@@ -99,17 +100,21 @@ def distributed_context(device: torch.device) -> tuple[int, int]:
 
 
 def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=None, resume: bool = False,
-                      device=None, progress: bool = True, epoch_callback=None):
+                      device=None, progress: bool = True, epoch_callback=None, eval_set=None):
     """Train PVQAE (or the VQVAE baseline) on the normal images of ``data`` (an ImageSet).
 
     Loss per step (Sec. III-B.2): L = L_VQ + w_adv·L_ADV + λ(t)·L_Budget, with λ(t) rising from
     0 to λmax by ``cfg.schedule``. With ``cfg.restore_anomalies`` (LFQUIAD's reconstructive
     subnetwork, after DRÆM) about half the inputs carry synthetic anomalies
-    (:func:`pvqae_lib.anomaly.paint_anomalies`) and the reconstruction target is the normal image. Returns (model, history): history is a dict of per-step lists
+    (:func:`pvqae_lib.anomaly.paint_anomalies`), the reconstruction target is the normal image and
+    the reconstruction term is LFQUIAD's Eq. 2 with its SSIM term (``cfg.ssim_weight``).
+    Returns (model, history): history is a dict of per-step lists
     (loss, rec, budget, lambda, share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after
-    each epoch (chapter 5 uses it to snapshot allocation maps).
+    each epoch (chapter 5 uses it to snapshot allocation maps). With ``cfg.eval_every`` > 0 the
+    labelled ImageSet ``eval_set`` is scored as :func:`held_out_point` says into ``history['eval']``.
     """
     device = torch.device(device or "cpu")
+    check_eval_set(cfg, eval_set)
     rank, world = distributed_context(device)
     out_dir = Path(out_dir) if out_dir else None
     torch.manual_seed(cfg.seed + rank)
@@ -168,6 +173,10 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", lam=f"{lam:.2f}", lr=f"{lr:.1e}",
                                 share="/".join(f"{logs.get(f'share_{r}', 0):.2f}" for r in range(model_cfg.num_levels)))
         history.setdefault("epoch_seconds", []).append(time.time() - t0)
+        if eval_due(cfg, epoch) and rank == 0:
+            from .scorers import PixelScorer
+            history.setdefault("eval", []).append(held_out_point(epoch, PixelScorer(model, device=device), eval_set))
+            model.train()
 
         # 5. checkpoint at the end of every epoch (rank 0 only, atomically)
         if out_dir is not None:
@@ -184,6 +193,39 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         if epoch_callback is not None and rank == 0:
             epoch_callback(epoch, model)
     return model.eval(), history
+
+
+def check_eval_set(cfg: TrainConfig, eval_set) -> None:
+    """ValueError when ``cfg.eval_every`` asks for held-out evaluation and no ``eval_set`` is given."""
+    if cfg.eval_every > 0 and eval_set is None:
+        raise ValueError(f"eval_every={cfg.eval_every} needs eval_set: the labelled images to score during training")
+
+
+def eval_due(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether held-out evaluation runs after ``epoch`` (0-based): every ``cfg.eval_every`` epochs and
+    after the last one."""
+    return cfg.eval_every > 0 and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+
+
+def held_out_point(epoch: int, scorer, eval_set, levels=None) -> dict:
+    """One point of the learning curve: {epoch (1-based, finished), image_auroc, pixel_auroc} of
+    ``scorer`` on the labelled ImageSet ``eval_set`` (``levels``: its feature pyramid, if the scorer
+    is a FeatureScorer), means over categories as ``evaluate`` gives them
+    (:func:`pvqae_lib.scorers.per_category`).
+
+    The run's test split, for monitoring only: nothing reads these numbers to stop training or pick
+    a checkpoint, so they do not leak the test set into the model. They are cheap on purpose:
+    S_recon, the reconstruction error without a prior (the prior is trained after the
+    autoencoder), so they track the autoencoder, not the finished S = S_prior x S_recon. The
+    scoring runs in eval mode and leaves the random number generator as it found it, so a run with
+    evaluation trains exactly as one without.
+    """
+    with torch.random.fork_rng(devices=[]):
+        sc = scorer.score(eval_set) if levels is None else scorer.score_levels(levels, eval_set.categories,
+                                                                               eval_set.images.shape[-1])
+    from .scorers import per_category
+    result = per_category(sc, eval_set)
+    return {"epoch": epoch + 1, "image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"]}
 
 
 def check_finite_loss(loss: float, step: int, epoch: int, steps_per_epoch: int, epochs: int, world: int,
@@ -246,14 +288,19 @@ def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, device=None, seed: i
 
 def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: torch.Tensor | None = None) -> dict:
     """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the
-    discriminator. The model sees ``x`` and rebuilds ``target`` (default ``x``), the discriminator's real images."""
+    discriminator. The model sees ``x`` and rebuilds ``target`` (default ``x``), the discriminator's real images.
+    The reconstruction term is the mean squared error, or with ``cfg.restore_anomalies`` LFQUIAD's
+    Eq. 2, (1-β₁)·MSE + β₁·(1-SSIM) with β₁ = ``cfg.ssim_weight`` (:func:`pvqae_lib.ssim.reconstruction_loss`)."""
     device, model_cfg = x.device, p.model_cfg
     target = x if target is None else target
     routed = model_cfg.model == "pvqae"
     patch = model_cfg.coarse_stride
     with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
         out = p.net(x)
-        rec = F.mse_loss(out.recon.float(), target)                              # ||x̂ - x||², per value
+        if p.cfg.restore_anomalies:                                             # LFQUIAD Eq. 2: MSE and SSIM
+            rec = reconstruction_loss(out.recon, target, p.cfg.ssim_weight)
+        else:
+            rec = F.mse_loss(out.recon.float(), target)                          # ||x̂ - x||², per value
         budget = budget_loss(out.scores.float(), patch_entropy(x, patch), patch) if routed else x.new_zeros(())
         g_loss, adv_weight = x.new_zeros(()), 0.0
         if adv_on:
