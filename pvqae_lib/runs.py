@@ -11,7 +11,10 @@ One place per idea:
   command of its holder. The kernel releases a flock when its process dies, so a lock file left by a
   killed process does not block anyone;
 * overwrite rules: :func:`check_train_out` (``train --out`` holds nothing, or one of our runs),
-  :func:`is_run_dir`, :data:`RUN_FILES`.
+  :func:`check_not_started`, :func:`is_run_dir`, :data:`RUN_FILES`, and the folders a failed call made
+  (:func:`new_folders`, :func:`remove_new_folders`);
+* reading a run back: :func:`check_run` (a finished model is there), :func:`open_run`, :func:`load_split`
+  (the images it was trained or is tested on, from its recorded dataset settings).
 
 Loading never executes code: :func:`load_weights` is ``torch.load(weights_only=True)``.
 """
@@ -279,6 +282,62 @@ def check_writable_file(path: Path, force: bool, flag: str = "--json") -> None:
         raise RunError(f"{flag} {path}: {parent} is a file, not a folder")
 
 
+def check_not_started(out: Path, force: bool) -> None:
+    """``train --out`` without --resume: no run (checkpoint, model or config) in it unless ``force``."""
+    if out.exists() and any((out / f).exists() for f in (CHECKPOINT, MODEL_FILE, CONFIG)) and not force:
+        raise RunError(f"run directory {out} already holds a run: --resume to continue it, --force to overwrite")
+
+
+def new_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
+
+
+def remove_new_folders(created: list[Path]) -> None:
+    """Remove the (empty) folders a failed call made, innermost first; stop at one that is not empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+# ----------------------------------------------------------------------------- reading a run back
+
+def check_run(run_dir: Path) -> None:
+    """A run directory that holds a finished model (else a one-line error, with a hint to resume)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--run {run_dir} is a file, not a run directory")
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} does not exist")
+    if not (run_dir / MODEL_FILE).is_file():
+        hint = f" (training was interrupted: train --resume --out {run_dir})" if (run_dir / CHECKPOINT).is_file() else ""
+        raise RunError(f"run directory {run_dir} has no finished model {MODEL_FILE}{hint}")
+
+
+def open_run(run_dir: Path, device):
+    """(the finished model of a run directory, its config.json as a dict)."""
+    from .pipeline import load_trained
+    return load_trained(run_dir / MODEL_FILE, device), read_json(run_dir / CONFIG, "run configuration")
+
+
+def load_split(run: dict, split: str):
+    """The train or test ImageSet a run was (or is) made on, from its recorded dataset settings."""
+    from .data import load_dataset, make_synthetic
+    d = run["data"]
+    if d["dataset"] == "synthetic":
+        n = d["num_train"] if split == "train" else d["num_test"]
+        cats = [d["category"]] if d["category"] else None
+        return make_synthetic(split, d["image_size"], categories=cats, num_per_category=n, seed=d["seed"])
+    return load_dataset(d["dataset"], d["root"], split, d["image_size"], category=d["category"], seed=d["seed"])
+
+
 __all__ = ["RunError", "RunLock", "git_commit", "command_line", "machine", "save_atomic", "write_json",
            "write_text", "load_weights", "read_json", "is_run_dir", "check_train_out", "check_writable_file",
-           "RUN_FILES", "CONFIG", "CHECKPOINT", "MODEL_FILE", "LOCK"]
+           "RUN_FILES", "CONFIG", "CHECKPOINT", "MODEL_FILE", "LOCK", "check_not_started", "new_folders",
+           "remove_new_folders", "check_run", "open_run", "load_split"]

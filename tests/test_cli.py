@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
-from pvqae_lib.cli import build_parser, git_commit, main, profile_from_args
+from pvqae_lib.cli import build_parser, main
+from pvqae_lib.commands.train import profile_from_args
+from pvqae_lib.runs import git_commit
 from pvqae_lib.paths import RESULTS_DIR
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",

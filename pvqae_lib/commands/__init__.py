@@ -1,0 +1,4 @@
+"""The command line's commands, one module each (``pvqae_lib.cli`` parses and dispatches to them).
+
+Each module has a ``run(args) -> int`` (the exit code); :mod:`.common` holds what several share.
+"""

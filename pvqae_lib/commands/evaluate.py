@@ -1,0 +1,66 @@
+"""``evaluate``: score a finished run's test split and write JSON with the metrics and provenance."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config import profile_from_dict, replace
+from ..flags import UsageError
+from ..runs import check_run, check_writable_file, git_commit, load_split, machine, open_run, write_json
+from .common import device_of, fmt, run_lock_if_run
+
+
+def scoring_of(args, trained, run, run_dir: Path):
+    """(prior, ScoreConfig) that ``--prior``, ``--standardize`` and ``--scorer`` ask of a run."""
+    if args.scorer == "head":
+        if trained.head is None:
+            raise UsageError(f"run {run_dir} has no segmentation head: train it with --head")
+        if args.prior not in (None, "none"):
+            raise UsageError("--scorer head scores the model's own reconstruction: it takes no --prior")
+    feature_score = getattr(args, "feature_score", None) or "recon"
+    if feature_score != "recon" and (trained.model_config.backbone == "pixel"
+                                     or trained.model_config.model not in ("pvqae", "vqvae")
+                                     or trained.model_config.quantizer != "vq"):
+        raise UsageError("--feature-score code needs a VQ codebook model (pvqae or vqvae with --quantizer vq) on a "
+                         "feature backbone (an LFQ code is sign(z): its distance is not a memory bank's)")
+    if args.scorer == "head" or trained.model_config.model != "pvqae":
+        prior = "none"
+    else:
+        prior = args.prior or "universal"
+    return prior, replace(profile_from_dict(run["profile"]).score, standardize=args.standardize, scorer=args.scorer,
+                          feature_score=feature_score)
+
+
+def describe_scoring(prior: str, cfg) -> str:
+    """'universal prior', 'segmentation head, standardized', ... for a printout."""
+    return (("segmentation head" if cfg.scorer == "head" else f"{prior} prior")
+            + (", code distance" if cfg.feature_score == "code" else "") + (", standardized" if cfg.standardize else ""))
+
+
+def command(args) -> int:
+    from ..pipeline import evaluate
+    run_dir = Path(args.run)
+    check_run(run_dir)
+    out_json = Path(args.json)
+    check_writable_file(out_json, args.force)
+    with run_lock_if_run(out_json.parent, args):   # a JSON written into a run folder: one writer at a time
+        t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
+        device = device_of(args)
+        trained, run = open_run(run_dir, device)
+        prior, cfg = scoring_of(args, trained, run, run_dir)
+        test_set = load_split(run, "test")
+        normal_set = load_split(run, "train") if args.standardize else None
+        result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
+        result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
+                      profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),
+                      seconds=round(time.time() - t0, 2), git_commit=commit, command=args.command_line,
+                      train_command=run["command"], train_git_commit=run["git_commit"],
+                      config={**run["profile"], "score": asdict(cfg)},     # the scoring this JSON measured
+                      data=run["data"], machine=machine())
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        check_writable_file(out_json, args.force)
+        write_json(result, out_json)
+    print(f"{result['model']} ({describe_scoring(prior, cfg)}) on {result['dataset']}: image AUROC "
+          f"{fmt(result['image_auroc'])}, pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
+    return 0

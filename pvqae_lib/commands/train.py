@@ -1,0 +1,218 @@
+"""``train``: a run folder with its configuration, checkpoints every epoch, the finished model and
+its history; ``--resume`` continues the saved configuration."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from ..config import Profile, get_profile, profile_from_dict, replace, with_backbone
+from ..data import check_dataset, mtsd_split
+from ..flags import UsageError, apply_settings, config_settings, given_settings, show
+from ..runs import (CHECKPOINT, CONFIG, HISTORY, MODEL_FILE, SPLIT, RunError, RunLock, check_not_started,
+                    check_train_out, git_commit, load_split, new_folders, read_json, remove_new_folders,
+                    remove_stale_temporaries, write_json)
+from .common import check_buildable, device_of
+
+FEATURE_ONLY_MODELS = ("ae", "patchcore")     # models that exist on a feature backbone only
+# with --model patchcore nothing is trained: these model settings (and every train and prior one) do nothing
+PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "router_hidden", "feature_hidden")
+
+
+# ---------------------------------------------------------------------------------- the profile
+
+def profile_from_args(args) -> Profile:
+    """The named profile with the command line's config flags applied (every one is recorded)."""
+    given = given_settings(args)
+    p = with_backbone(get_profile(args.profile), args.backbone or "pixel")
+    by_name = {s.name: v for s, v in given.items() if s.section == "model"}
+    if by_name.get("quantizer") == "lfq" and "codebook_size" not in by_name:
+        from ..quantize import LFQ_BITS, lfq_sizes     # one code per sign pattern of the code_dim bits
+        p = replace(p, model=replace(p.model, **lfq_sizes(by_name.get("code_dim", LFQ_BITS))))
+    p = apply_settings(p, given)
+    check_flags_apply(given, p)
+    return p
+
+
+def check_flags_apply(given: dict, p: Profile) -> None:
+    """UsageError for a flag that would do nothing with the model and backbone the run trains."""
+    m, flags = p.model, {f"{s.section}.{s.name}": s.flag for s in given}
+    if "model.vq_level" in flags and m.model not in ("vqvae", "ae"):
+        raise UsageError("--vq-level applies to --model vqvae or ae only (PVQAE routes each patch to a level)")
+    if m.backbone == "pixel" and ({"train.feature_noise", "model.coreset_ratio"} & set(flags)):
+        raise UsageError("--feature-noise and --coreset-ratio apply with a feature --backbone only")
+    if "model.coreset_ratio" in flags and m.model != "patchcore":
+        raise UsageError("--coreset-ratio applies to --model patchcore only")
+    unused = []
+    if m.model == "patchcore":
+        unused = [f for k, f in flags.items() if k.split(".")[0] in ("train", "prior") and k != "train.seed"
+                  or k.split(".")[1] in PATCHCORE_IDLE]
+    if m.backbone != "pixel":
+        unused += [f for k, f in flags.items() if k in ("model.width", "model.stem_mults", "model.level_mults")]
+    if unused:
+        what = "--model patchcore" if m.model == "patchcore" else f"--backbone {m.backbone}"
+        raise UsageError(f"{', '.join(unused)} do nothing with {what}: drop them")
+    if p.train.restore_anomalies and m.backbone != "pixel":
+        raise UsageError("--restore-anomalies trains the pixel model only (features are extracted once, unpainted)")
+    if p.head.enabled and m.backbone != "pixel":
+        raise UsageError("--head sits on the pixel model only, not on a feature --backbone")
+    head_flags = [f for k, f in flags.items() if k.startswith("head.") and k != "head.enabled"]
+    if head_flags and not p.head.enabled:
+        raise UsageError(f"{', '.join(head_flags)} applies with --head only")
+
+
+# ---------------------------------------------------------------------------------------- resume
+
+RESUME_FREE = ("out", "resume", "force", "device", "quiet")
+
+
+def explicit_options(argv: list[str]) -> dict:
+    """{dest: value} of the options the command line gave explicitly (defaults left out)."""
+    from ..cli import build_parser
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for a in sub._actions:
+                    a.default = argparse.SUPPRESS
+                sub._defaults.clear()
+    given = vars(parser.parse_args(argv))
+    return {k: v for k, v in given.items() if k != "command"}
+
+
+def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
+    """``train --resume`` continues the saved configuration: every flag given with it must agree with
+    it (UsageError naming each one that does not)."""
+    prof, data = run["profile"], run["data"]
+    settings = {s.dest: s for s in config_settings()}
+    conflicts = []
+    for dest, value in explicit_options(argv).items():
+        if dest in RESUME_FREE:
+            continue
+        s = settings.get(dest)
+        flag = s.flag if s else "--" + dest.replace("_", "-")
+        if dest == "root":
+            saved, value = data.get("root"), str(Path(value).resolve())
+        elif dest in ("dataset", "category") or dest == "profile":
+            saved = data.get(dest) if dest != "profile" else prof.get("name")
+        elif s is not None:
+            saved = (prof if s.section == "profile" else prof.get(s.section, {})).get(s.name)
+            value = s.value(value)
+            saved, value = (list(saved), list(value)) if isinstance(value, tuple) and saved is not None else (saved, value)
+        else:
+            conflicts.append(f"{flag} cannot change a saved run")
+            continue
+        same = (math.isclose(value, saved, rel_tol=1e-12) if isinstance(value, float) and isinstance(saved, (int, float))
+                and not isinstance(saved, bool) else value == saved)
+        if not same:
+            conflicts.append(f"the saved run was made without {flag}" if isinstance(value, bool)
+                             else f"{show(s, value) if s else f'{flag} {value}'} differs from its {saved}")
+    if conflicts:
+        raise UsageError(f"--resume continues the run saved in {out / CONFIG}: {'; '.join(conflicts)} "
+                         f"(drop these flags, or train a new run)")
+
+
+# ----------------------------------------------------------------------------------------- train
+
+def saved_run(args, out: Path) -> tuple[dict, Profile]:
+    """(config.json, its profile) of the run ``--resume`` continues, checked against the flags."""
+    from ..train import CheckpointError, load_checkpoint
+    config_path = out / CONFIG
+    if not (out / CHECKPOINT).is_file():
+        raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}"
+                              + (" (no epoch finished: train it again with --force)" if config_path.is_file() else ""))
+    if (out / MODEL_FILE).is_file() and not args.force:
+        raise UsageError(f"run {out} is already finished ({MODEL_FILE} exists); evaluate it, or --force to retrain")
+    run = read_json(config_path, "run configuration")
+    try:
+        profile = profile_from_dict(run["profile"])
+        check_resume_flags(args.argv, run, out)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise RunError(f"run configuration {config_path} is incomplete ({type(e).__name__}: {e})") from None
+    load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
+    return run, profile
+
+
+def new_run(args, out: Path) -> tuple[dict, Profile]:
+    """(config.json, profile) of a new run from the flags, checked before anything is written."""
+    check_not_started(out, args.force)
+    if args.dataset != "synthetic" and not args.root:
+        raise UsageError(f"--dataset {args.dataset} needs --root DIR")
+    profile = profile_from_args(args)
+    check_buildable(profile.model)
+    run = {"profile": profile.to_dict(), "command": args.command_line, "git_commit": git_commit(),
+           "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
+                    "category": args.category, "image_size": profile.model.image_size, "seed": profile.train.seed,
+                    "num_train": profile.num_train, "num_test": profile.num_test}}
+    return run, profile
+
+
+def train_device(args) -> torch.device:
+    device = device_of(args)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))   # torchrun: one GPU per process
+        torch.cuda.set_device(device)
+    return device
+
+
+def start_writing(args, out: Path, run: dict, wrote: list) -> None:
+    """Under the run's lock: a new run's config.json (and MTSD's split), each added to ``wrote``."""
+    remove_stale_temporaries(out)                        # a write cut short by kill -9
+    if not args.resume:
+        check_not_started(out, args.force)               # again, now that no one else can start it
+        for stale in (CHECKPOINT, MODEL_FILE):
+            (out / stale).unlink(missing_ok=True)
+        write_json(run, out / CONFIG)
+        wrote.append(out / CONFIG)
+    if run["data"]["dataset"] == "mtsd":
+        existed = (out / SPLIT).exists()
+        write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"]), out / SPLIT)
+        if not existed:
+            wrote.append(out / SPLIT)
+
+
+def command(args) -> int:
+    from ..pipeline import fit, save_trained
+    from ..train import distributed_context
+    out = Path(args.out)
+    check_train_out(out, args.force)
+    run, profile = saved_run(args, out) if args.resume else new_run(args, out)
+    device = train_device(args)
+    d = run["data"]
+    check_dataset(d["dataset"], d["root"], d["category"], d["seed"])   # masks of the test split, before training
+    train_set = load_split(run, "train")
+    if len(train_set) < profile.train.batch_size:
+        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if distributed_context(device)[1] > 1:
+        torch.distributed.barrier()   # every rank has checked --out above before rank 0 writes into it
+    lock, created, wrote = None, new_folders(out), []
+    try:
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out, args.command_line).acquire()     # one writer per run folder
+            start_writing(args, out, run, wrote)
+            print(f"profile={profile.name} device={device} model={profile.model.model} images={len(train_set)} "
+                  f"({train_set.summary() if hasattr(train_set, 'summary') else ''})", flush=True)
+        trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet)
+        if is_main:
+            save_trained(trained, out / MODEL_FILE, extra={"run": run})
+            write_json({k: v for k, v in trained.history.items()}, out / HISTORY)
+            print(f"trained in {trained.seconds:.1f} s -> {out / MODEL_FILE}", flush=True)
+    except BaseException:
+        if is_main and not args.resume and not (out / CHECKPOINT).exists():
+            for path in wrote:          # a start that failed before its first epoch leaves nothing behind
+                path.unlink(missing_ok=True)
+            if lock is not None:
+                lock.release()
+            remove_new_folders(created)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
