@@ -175,7 +175,6 @@ class HeadConfig:
 class ScoreConfig:
     """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
     smooth_sigma: float = setting(2.0, "Gaussian smoothing of S in pixels at 64 px (scaled with size)")
-    use_prior: bool = setting(True, "False: S = S_recon from the routed budget (ablation)")
     standardize: bool = setting(False, "score each pixel against normal maps at its position (a book choice)")
     scorer: str = setting("pvqae", "pvqae: S = S_prior x S_recon; head: LFQUIAD's segmentation head",
                           choices=("pvqae", "head"))

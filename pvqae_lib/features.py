@@ -182,7 +182,7 @@ def feature_maps(model: FeatureAutoencoder, levels: list[torch.Tensor], image_si
     B = out.scores.shape[0]
     routed = out.scores.argmax(1)
     size = (image_size, image_size)
-    if prior is not None and cfg.use_prior and model.routes:
+    if prior is not None and model.routes:
         classes = torch.zeros(B, dtype=torch.long, device=routed.device) if classes is None else classes
         probs = prior.predict(routed.flatten(1), classes)
         predicted = probs.argmax(-1).view_as(routed)

@@ -55,8 +55,8 @@ def class_tokens(prior, per_class: bool, categories: torch.Tensor) -> torch.Tens
 
 class PixelScorer(Scorer):
     """PVQAE's S on the pixel model (:func:`pvqae_lib.scoring.anomaly_maps`): with ``prior``,
-    S = S_prior × S_recon of the image rebuilt with the predicted normal budget; without one (or
-    with ``cfg.use_prior=False``), S = S_recon of the model's own reconstruction."""
+    S = S_prior × S_recon of the image rebuilt with the predicted normal budget; without one (the
+    ablation is ``prior=None``, a run's ``prior="none"``), S = S_recon of the model's own reconstruction."""
 
     def __init__(self, model, prior=None, per_class: bool = False, cfg: ScoreConfig | None = None,
                  device=None, batch_size: int = 32):

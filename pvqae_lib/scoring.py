@@ -129,7 +129,7 @@ def anomaly_maps(model, images: torch.Tensor, prior=None, classes: torch.Tensor 
     B, _, H, W = images.shape
     out = model(images)
     routed = out.scores.argmax(1)
-    if prior is not None and cfg.use_prior:
+    if prior is not None:
         classes = torch.zeros(B, dtype=torch.long, device=images.device) if classes is None else classes
         probs = prior.predict(routed.flatten(1), classes)
         predicted = probs.argmax(-1).view_as(routed)

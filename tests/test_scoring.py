@@ -154,7 +154,7 @@ def test_anomaly_maps_shapes_and_image_score(trained):
 def test_anomaly_maps_without_prior(trained):
     model, prior, test = trained
     x = test.images[:3]
-    for sc in (anomaly_maps(model, x), anomaly_maps(model, x, prior, cfg=ScoreConfig(use_prior=False))):
+    for sc in (anomaly_maps(model, x), anomaly_maps(model, x, None, cfg=ScoreConfig())):
         assert torch.equal(sc.predicted, sc.routed)
         torch.testing.assert_close(sc.s_prior, torch.ones(3, 32, 32))
         torch.testing.assert_close(sc.recon, model(x).recon)
