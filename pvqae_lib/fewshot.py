@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .config import Profile, get_device, get_profile
+from .config import HeadConfig, Profile, get_device, get_profile
 from .data import DataError, ImageSet, load_dataset
 from .pipeline import Trained, evaluate
 from .prior import fit_prior
@@ -124,7 +124,8 @@ def run_fewshot(dataset_name: str, k: int, seeds=(0,), cfg: FewShotConfig | None
         if cfg.head:
             t1 = time.time()
             # the head sees the model's own reconstruction (router budget): no prior in the loop
-            head, history = train_head(trained.model, train_set, cfg.head_steps, cfg.head_batch_size, seed=seed,
+            head, history = train_head(trained.model, train_set,
+                                       HeadConfig(steps=cfg.head_steps, batch_size=cfg.head_batch_size), seed=seed,
                                        progress=progress)
             head_result = evaluate_head(head, trained.model, test)
             rows.append({**base, "method": "pvqae+head", **{m: head_result[m] for m in METRICS},

@@ -85,9 +85,7 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
     if profile.head.enabled:
         if profile.model.backbone != "pixel":
             raise ValueError("the segmentation head (--head) sits on the pixel model only, not on a feature backbone")
-        h = profile.head
-        trained.head, head_history = train_head(model, train_set, h.steps, h.batch_size, h.lr, profile.train.seed,
-                                                h.width, progress=progress)
+        trained.head, head_history = train_head(model, train_set, profile.head, profile.train.seed, progress=progress)
         trained.history["head"] = head_history
     trained.seconds = time.time() - t0
     return trained

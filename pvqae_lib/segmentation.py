@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .anomaly import AnomalyConfig, AnomalySynthesizer
+from .config import HeadConfig
 from .scoring import anomaly_maps, gaussian_blur
 
 
@@ -103,10 +104,11 @@ def reconstruct(model, images: torch.Tensor, prior=None, classes: torch.Tensor |
     return anomaly_maps(model, images, prior, classes).recon.clamp(0, 1)
 
 
-def train_head(model, normal_set, steps: int = 300, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-               width: int = 8, anomaly_cfg: AnomalyConfig | None = None, prior=None,
+def train_head(model, normal_set, cfg: HeadConfig | None = None, seed: int = 0,
+               anomaly_cfg: AnomalyConfig | None = None, prior=None,
                progress: bool = False) -> tuple[SegmentationHead, dict]:
-    """Train a :class:`SegmentationHead` for a frozen autoencoder ``model`` on synthetic anomalies.
+    """Train a :class:`SegmentationHead` (``cfg``: its steps, batch size, learning rate and width) for a
+    frozen autoencoder ``model`` on synthetic anomalies.
 
     Each step: an :class:`~pvqae_lib.anomaly.AnomalySynthesizer` batch from ``normal_set`` (about
     half the images get an anomaly; object categories only on their foreground), the autoencoder's
@@ -115,17 +117,18 @@ def train_head(model, normal_set, steps: int = 300, batch_size: int = 8, lr: flo
     Eq. (3). LFQUIAD trains its head with lr 1e-4 for 800 epochs at batch 1; a short CPU run needs
     the larger 1e-3. Returns (head in eval mode, history with per-step 'loss', 'dice', 'focal').
     """
+    cfg = cfg or HeadConfig()
     torch.manual_seed(seed)
     device = next(model.parameters()).device
     model.eval()
     synth = AnomalySynthesizer(normal_set, anomaly_cfg, seed=seed)
-    head = SegmentationHead(width).to(device)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    head = SegmentationHead(cfg.width).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
     history = {"loss": [], "dice": [], "focal": []}
     from .train import progress_bar
     t0 = time.time()
-    for _ in progress_bar(range(steps), desc="head", disable=not progress):
-        x, m, index = synth.sample_indexed(batch_size)
+    for _ in progress_bar(range(cfg.steps), desc="head", disable=not progress):
+        x, m, index = synth.sample_indexed(cfg.batch_size)
         x, m = x.to(device), m.to(device)
         recon = reconstruct(model, x, prior, _classes(prior, normal_set.categories[index], len(x), device))
         head.train()

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pvqae_lib.anomaly import AnomalySynthesizer
-from pvqae_lib.config import ModelConfig
+from pvqae_lib.config import HeadConfig, ModelConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.model import build_model
 from pvqae_lib.segmentation import (SegmentationHead, dice_focal_loss, dice_loss, evaluate_head, focal_loss,
@@ -91,7 +91,7 @@ def test_a_few_steps_reduce_the_loss():
 def test_train_head_freezes_the_autoencoder_and_returns_history(tiny_model):
     data = make_synthetic("train", 32, num_per_category=2)
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    head, history = train_head(tiny_model, data, steps=3, batch_size=4, width=4, seed=0)
+    head, history = train_head(tiny_model, data, HeadConfig(steps=3, batch_size=4, width=4), seed=0)
     assert len(history["loss"]) == len(history["dice"]) == len(history["focal"]) == 3
     assert not head.training
     assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
