@@ -148,3 +148,38 @@ def apply_settings(profile: Profile, given: dict) -> Profile:
         except ValueError as e:
             raise UsageError(named_error(e, mine)) from None
     raise AssertionError("SECTIONS ends with the profile")
+
+
+# ------------------------------------------------------------------ the flag list of the documentation
+
+DOC_BEGIN, DOC_END = "<!-- train settings: begin (python -m pvqae_lib.flags) -->", "<!-- train settings: end -->"
+
+
+def settings_table() -> str:
+    """The markdown table of train's config flags (docs/command_line.md holds it between DOC_BEGIN
+    and DOC_END; ``python -m pvqae_lib.flags --write FILE`` renews it there)."""
+    rows = ["| flag | setting | default | what it sets |", "| --- | --- | --- | --- |"]
+    for s in config_settings():
+        where = s.name if s.section == "profile" else f"{s.section}.{s.name}"
+        default = profile_defaults(s).strip(" ()").removeprefix("default ") or ("on" if s.default else "off")
+        text = ("turn off: " if s.default is True else "") + s.help
+        choices = f" ({' / '.join(map(str, s.choices))})" if s.choices else ""
+        rows.append(f"| `{s.flag}` | `{where}` | {default} | {text}{choices} |".replace("\n", " "))
+    return "\n".join(rows)
+
+
+def write_settings_table(path) -> None:
+    from pathlib import Path
+    path = Path(path)
+    text = path.read_text()
+    head, rest = text.split(DOC_BEGIN)
+    _, tail = rest.split(DOC_END)
+    path.write_text(f"{head}{DOC_BEGIN}\n{settings_table()}\n{DOC_END}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] == ["--write"]:
+        write_settings_table(sys.argv[2])
+    else:
+        print(settings_table())

@@ -2,13 +2,14 @@
 value reaches the recorded configuration; a bad value is one line naming the flag; the old spellings parse."""
 import json
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import build_parser
 from pvqae_lib.commands.train import profile_from_args
-from pvqae_lib.flags import PROFILE_FIELDS, SECTIONS, config_settings
+from pvqae_lib.flags import DOC_BEGIN, DOC_END, PROFILE_FIELDS, SECTIONS, config_settings, settings_table
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -86,3 +87,10 @@ def test_lfq_sizes_follow_the_code_dim():
     assert profile_from_args(parse(["train", "--out", "x", "--quantizer", "lfq"])).model.codebook_size == 2 ** 16
     lfq8 = profile_from_args(parse(["train", "--out", "x", "--quantizer", "lfq", "--code-dim", "8"])).model
     assert (lfq8.code_dim, lfq8.codebook_size) == (8, 256)
+
+
+def test_the_documented_settings_table_is_current():
+    """docs/command_line.md lists train's config flags as flags.settings_table() makes them (renew it with
+    ``python -m pvqae_lib.flags --write docs/command_line.md``)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "command_line.md").read_text()
+    assert text.split(DOC_BEGIN)[1].split(DOC_END)[0].strip() == settings_table()
