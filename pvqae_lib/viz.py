@@ -17,11 +17,17 @@ def to_numpy_image(image) -> np.ndarray:
     return np.clip(np.transpose(image, (1, 2, 0)), 0, 1)
 
 
-def show_image(ax, image, title: str | None = None, mask=None):
-    """An image, with the outline of its defect mask in yellow when given."""
-    ax.imshow(to_numpy_image(image))
+def show_image(ax, image, title: str | None = None, mask=None, color: str = "yellow", margin: int = 0):
+    """An image, with the outline of its defect mask (yellow unless ``color``) when given; with
+    ``margin`` > 0 the outline is drawn that many pixels outside the defect, so the defect itself
+    stays visible."""
+    ax.imshow(to_numpy_image(image), interpolation="nearest")
     if mask is not None and np.asarray(mask).any():
-        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="yellow", linewidths=0.8)
+        outline = np.asarray(mask).squeeze() > 0.5
+        if margin > 0:
+            from scipy import ndimage
+            outline = ndimage.binary_dilation(outline, iterations=margin)
+        ax.contour(outline, levels=[0.5], colors=color, linewidths=0.8)
     ax.set_title(title or "", fontsize=9)
     ax.axis("off")
 

@@ -93,3 +93,19 @@ def test_router_logits_of_a_pixel_pvqae_match_its_forward_pass():
     with torch.no_grad():
         assert torch.allclose(logits, model(images).logits, atol=1e-5)
     assert logits.shape[:2] == (5, cfg.num_levels)
+
+
+def test_show_image_outlines_the_mask_outside_the_defect():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pvqae_lib.viz import show_image
+
+    mask = np.zeros((16, 16))
+    mask[6:10, 6:10] = 1
+    fig, (a, b) = plt.subplots(1, 2)
+    show_image(a, torch.zeros(3, 16, 16), mask=mask)
+    show_image(b, torch.zeros(3, 16, 16), mask=mask, color="red", margin=2)
+    width = [np.ptp(ax.collections[0].get_paths()[0].vertices[:, 0]) for ax in (a, b)]
+    assert width[1] > width[0] + 3                        # two pixels further out on each side
+    plt.close(fig)
