@@ -262,3 +262,21 @@ def router_logits(trained, images, batch_size: int = 64, device=None):
         batches = (images[i:i + batch_size].to(device) for i in starts)
     with torch.no_grad():
         return torch.cat([model(batch).logits.float().cpu() for batch in batches])
+
+
+def synthetic_runs(index, profile: Profile, vary: tuple = ()):
+    """Rows of the results index (``pv.results.load_index()``) for the committed command-line runs
+    on the synthetic data that kept ``profile``'s settings except the columns named in ``vary``
+    (e.g. ``("train.epochs", "train.seed")``): pixel PVQAE and VQ-VAE with vector quantization, no
+    segmentation head, the PVQAE score, not standardized unless ``"standardized"`` is in ``vary``.
+    Chapter 7b reads its committed numbers through it, never through a file name."""
+    defaults = {"dataset": "synthetic", "profile": profile.name, "model.quantizer": "vq",
+                "model.width": profile.model.width, "model.codebook_size": profile.model.codebook_size,
+                "train.epochs": profile.train.epochs, "train.seed": profile.train.seed,
+                "train.lambda_max": profile.train.lambda_max, "train.schedule": profile.train.schedule,
+                "head.enabled": False, "score.scorer": "pvqae", "standardized": False}
+    rows = index[index["kind"] == "evaluate"]
+    for column, value in defaults.items():
+        if column not in vary:
+            rows = rows[rows[column] == value]
+    return rows.reset_index(drop=True)

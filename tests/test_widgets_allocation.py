@@ -112,8 +112,27 @@ def test_bad_prior_names(trained, test_set):
 def test_plots_draw_every_panel(trained, test_set):
     views = [allocation.allocation_view(trained, test_set, i) for i in (0, 3)]
     fig = allocation.plot_allocation_view(views[0])
-    assert len(fig.axes) == 6
+    assert len(fig.axes) == 6 + 3              # six panels, a colorbar beside each of the three heat maps
     plt.close(fig)
     fig = allocation.plot_allocation_views(views)
-    assert len(fig.axes) == 12
+    assert len(fig.axes) == 12 + 6
+    plt.close(fig)
+
+
+def test_budget_maps_one_row_per_image_and_counts_differences(test_set):
+    routed = torch.zeros(2, 4, 4, dtype=torch.long)
+    predicted = {"universal": routed.clone(), "per-class": routed.clone()}
+    predicted["per-class"][1, 0, 0] = 2          # one patch differs in the second image
+    fig = allocation.plot_budget_maps(test_set, [0, 3], routed, predicted)
+    assert len(fig.axes) == 2 * 4
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[7] == "1 differ" and titles[6] == "0 differ"
+    plt.close(fig)
+
+
+def test_factors_figure_has_a_colorbar_per_heat_map(test_set):
+    sub = test_set.subset([0, 3])
+    maps = np.random.default_rng(0).random((2, SIZE, SIZE))
+    fig = allocation.plot_factors(sub, maps, maps, maps)
+    assert len(fig.axes) == 2 * 4 + 2 * 3          # panels, then one colorbar per heat map
     plt.close(fig)

@@ -110,3 +110,16 @@ def test_plots_draw(models, image):
     assert len(fig.axes) == 3 * (len(models) + 1) + 1
     assert "λmax=0.5" in fig.axes[1].get_title() and "λmax=2.5" in fig.axes[2].get_title()
     plt.close(fig)
+
+
+def test_seed_spread_and_beyond_spread():
+    import pandas as pd
+    rows = pd.DataFrame({"lambda_max": [0.5, 0.5, 0.5, 2.5, 2.5, 2.5],
+                         "mean level": [1.9, 2.0, 1.8, 1.0, 1.1, 0.9],
+                         "image AUROC": [0.55, 0.60, 0.50, 0.56, 0.58, 0.54]})
+    spread = lam_widget.seed_spread(rows, "lambda_max", ("mean level", "image AUROC"))
+    assert list(spread["seeds"]) == [3, 3]
+    assert spread.loc[0.5, "mean level mean"] == pytest.approx(1.9)
+    assert spread.loc[0.5, "mean level std"] == pytest.approx(0.1)
+    assert lam_widget.beyond_spread(spread, 0.5, 2.5, "mean level")
+    assert not lam_widget.beyond_spread(spread, 0.5, 2.5, "image AUROC")

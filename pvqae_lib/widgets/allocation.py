@@ -105,6 +105,7 @@ def _heat(ax, view, key, title, vmax=None):
         ax.contour(view["mask"], levels=[0.5], colors="white", linewidths=0.9)
     ax.set_title(title, fontsize=8.5)
     ax.axis("off")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)   # every heat map with its scale
     return im
 
 
@@ -161,4 +162,50 @@ def _legend(fig):
                fontsize=9)
 
 
-__all__ = ["PRIORS", "allocation_view", "check_index", "plot_allocation_view", "plot_allocation_views"]
+def plot_budget_maps(test_set, indices, routed, predicted: dict):
+    """Chapter 6's budget figure: one row per test image ``indices[k]``, its image (defect outlined),
+    the routed budget ``routed[k]`` (h, w) and each prior's predicted budget ``predicted[kind][k]``
+    (h, w), drawn as outlined level grids (:func:`pvqae_lib.viz.overlay_levels`) with one legend;
+    a predicted panel's title counts the patches where it differs from the routed budget."""
+    from ..viz import level_legend, overlay_levels, show_image
+    fig, axes = plt.subplots(len(indices), 2 + len(predicted), figsize=(1.5 * (2 + len(predicted)),
+                                                                      1.45 * len(indices) + 0.5), squeeze=False)
+    for row, i in enumerate(indices):
+        name = test_set.category_names[int(test_set.categories[i])]
+        show_image(axes[row, 0], test_set.images[i], f"{name}/{test_set.kinds[i]}", test_set.masks[i])
+        overlay_levels(axes[row, 1], test_set.images[i], routed[row], "routed $B$" if row == 0 else None)
+        for col, (kind, levels) in enumerate(predicted.items(), start=2):
+            differ = int((np.asarray(levels[row]) != np.asarray(routed[row])).sum())
+            head = f"{kind} " + r"$\hat B_{norm}$" + "\n" if row == 0 else ""
+            overlay_levels(axes[row, col], test_set.images[i], levels[row], f"{head}{differ} differ")
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([])
+    level_legend(fig)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def plot_factors(test_set, s_prior_units, s_recon, s, prior_vmax: float = 4.0):
+    """Chapter 7's score taken apart: one row per image of ``test_set`` (a small ImageSet), its image
+    (defect outlined), ``s_prior_units`` (S_prior in units of the uniform share, on the fixed scale
+    0 .. ``prior_vmax``), ``s_recon`` and ``s`` (each from 0 to its image's maximum); every heat map
+    has its colorbar, and a label gives the map's maximum."""
+    from ..viz import show_heat, show_image
+    columns = {"$S_{prior}$ / uniform share": (s_prior_units, prior_vmax), "$S_{recon}$": (s_recon, None),
+               "$S$ (smoothed)": (s, None)}
+    fig, axes = plt.subplots(len(test_set), 4, figsize=(9.4, 2.2 * len(test_set)), squeeze=False)
+    for i in range(len(test_set)):
+        mask = test_set.masks[i, 0].numpy()
+        name = test_set.category_names[int(test_set.categories[i])]
+        show_image(axes[i, 0], test_set.images[i], f"{name}/{test_set.kinds[i]}", mask)
+        for j, (title, (maps, vmax)) in enumerate(columns.items(), start=1):
+            show_heat(axes[i, j], test_set.images[i], maps[i], title if i == 0 else None, mask,
+                      vmax=vmax or max(float(maps[i].max()), 1e-12), colorbar=True)
+            axes[i, j].text(0.02, 0.03, f"max {maps[i].max():.3g}", transform=axes[i, j].transAxes, color="white",
+                            fontsize=7.5, bbox=dict(fc="black", alpha=0.5, lw=0))
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["PRIORS", "allocation_view", "check_index", "plot_allocation_view", "plot_allocation_views",
+           "plot_budget_maps", "plot_factors"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..scoring import recon_score
-from ..viz import LEVEL_COLORS, LEVEL_NAMES, overlay_levels, to_numpy_image
+from ..viz import LEVEL_NAMES, level_handles, overlay_levels, to_numpy_image
 
 
 def pick_model(models: dict, lam: float):
@@ -69,8 +69,8 @@ def _panels(axes, view: dict, image, error_vmax: float | None, labels: bool = Tr
 
 
 def _legend(fig, y: float = 0.0):
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c, alpha=0.6) for c in LEVEL_COLORS]
-    fig.legend(handles, LEVEL_NAMES, loc="lower center", ncol=3, frameon=False, fontsize=9, bbox_to_anchor=(0.5, y))
+    fig.legend(handles=level_handles(len(LEVEL_NAMES)), loc="lower center", ncol=3, frameon=False, fontsize=9,
+               bbox_to_anchor=(0.5, y))
 
 
 def plot_lambda_view(view: dict, image, error_vmax: float | None = None, fig=None):
@@ -110,4 +110,47 @@ def plot_lambda_views(models: dict, image, mask=None):
     return fig
 
 
-__all__ = ["lambda_view", "pick_model", "plot_lambda_view", "plot_lambda_views"]
+# --- The chapter's sweeps: one cached model per setting, and what the seeds say about a gap ----------------
+
+def sweep_run(profile, test_set, **overrides) -> tuple:
+    """One model of Chapter 5's sweeps: ``pv.book.book_model(profile, "pvqae", **overrides)`` with the
+    universal prior only (the only prior the sweeps score with), evaluated on ``test_set``.
+    Returns ``(trained, result, row)``; ``row`` is a dict of what the chapter tabulates: the
+    overrides, image / pixel AUROC, PRO, the routed shares of the normal test images
+    (``coarse`` / ``middle`` / ``fine``), their ``mean level`` (0 coarse .. 2 fine) and
+    ``end budget`` (the unweighted budget loss over the last tenth of training)."""
+    from ..book import book_model
+    from ..pipeline import evaluate
+    trained = book_model(profile, "pvqae", progress=False, prior_kinds=("universal",), **overrides)
+    result = evaluate(trained, test_set, "universal")
+    shares = np.asarray(result["resolution_share"]["normal"], dtype=float)
+    budget = np.asarray(trained.history["budget"], dtype=float)
+    row = {**overrides, "image AUROC": result["image_auroc"], "pixel AUROC": result["pixel_auroc"],
+           "PRO": result["pro"], **dict(zip(LEVEL_NAMES, shares)),
+           "mean level": float((shares * np.arange(len(shares))).sum()),
+           "end budget": float(budget[-max(1, len(budget) // 10):].mean())}
+    return trained, result, row
+
+
+def seed_spread(rows, by: str, metrics) -> "pd.DataFrame":
+    """Mean and sample standard deviation over seeds: ``rows`` a DataFrame with a column ``by`` (the
+    setting, e.g. ``lambda_max``) and one row per seed; one row per setting, columns
+    ``<metric> mean``, ``<metric> std`` and ``seeds``."""
+    import pandas as pd
+    grouped = pd.DataFrame(rows).groupby(by)
+    out = pd.DataFrame({"seeds": grouped.size()})
+    for metric in metrics:
+        out[f"{metric} mean"] = grouped[metric].mean()
+        out[f"{metric} std"] = grouped[metric].std(ddof=1).fillna(0.0)
+    return out
+
+
+def beyond_spread(spread, a, b, metric: str) -> bool:
+    """Whether settings ``a`` and ``b`` of :func:`seed_spread` differ in ``metric`` by more than the
+    sum of their seed standard deviations (the book's yardstick for "outside the seed spread")."""
+    gap = abs(spread.loc[a, f"{metric} mean"] - spread.loc[b, f"{metric} mean"])
+    return bool(gap > spread.loc[a, f"{metric} std"] + spread.loc[b, f"{metric} std"])
+
+
+__all__ = ["beyond_spread", "lambda_view", "pick_model", "plot_lambda_view", "plot_lambda_views", "seed_spread",
+           "sweep_run"]
