@@ -111,7 +111,8 @@ def add_fewshot(sub) -> None:
 
 
 def add_demo(sub) -> None:
-    d = sub.add_parser("demo", help="train + evaluate PVQAE, the VQ-VAE and PatchCore on synthetic data; table and heat maps")
+    d = sub.add_parser("demo", help="train + evaluate PVQAE, the VQ-VAE and PatchCore on synthetic data; "
+                                    "table and heat maps")
     d.add_argument("--backbone", choices=BACKBONES, default="efficientnet-lite0",
                    help="a frozen feature pyramid (PVQAE, VQ-VAE and PatchCore on it; default efficientnet-lite0) "
                         "or pixel (the paper's encoder: PVQAE and VQ-VAE)")

@@ -29,7 +29,8 @@ def check_buildable(model_cfg, flag: str = "--image-size") -> None:
         try:
             build_model(model_cfg)            # a feature model: its sizes were checked by ModelConfig
         except Exception as e:
-            raise UsageError(f"the {model_cfg.model} model on {model_cfg.backbone} cannot be built: {os_reason(e)}") from None
+            raise UsageError(f"the {model_cfg.model} model on {model_cfg.backbone} cannot be built: "
+                             f"{os_reason(e)}") from None
         return
     size = model_cfg.image_size
     try:

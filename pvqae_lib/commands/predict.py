@@ -41,7 +41,17 @@ def previous_maps(out: Path) -> set[str]:
     return {n for n in names if isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")}
 
 
-def check_out(args, out: Path, names: list[str], previous: set[str]) -> None:
+def check_out(args, out: Path) -> set[str]:
+    """--out is a folder without predictions (unless --force); the map names a previous predict wrote."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    previous = previous_maps(out)
+    if ((out / PREDICTIONS).exists() or (out / PREDICTIONS_JSON).exists()) and not args.force:
+        raise UsageError(f"{out} already holds predictions: --force to overwrite them")
+    return previous
+
+
+def check_names(args, out: Path, names: list[str], previous: set[str]) -> None:
     """--out may take pictures of these names (UsageError when one there is not ours, without --force)."""
     theirs = [n for n in names if (out / "maps" / n).exists() and n not in previous]
     if theirs and not args.force:
@@ -108,30 +118,10 @@ def publish(out: Path, partial: Path, previous: set, names: list, rows: list, re
     write_json(record, out / PREDICTIONS_JSON)
 
 
-def command(args) -> int:
-    import numpy as np
-
-    from ..data import image_files
-    from ..pipeline import normal_maps
-    run_dir, out = Path(args.run), Path(args.out)
-    check_run(run_dir)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
-    previous = previous_maps(out)
-    if ((out / PREDICTIONS).exists() or (out / PREDICTIONS_JSON).exists()) and not args.force:
-        raise UsageError(f"{out} already holds predictions: --force to overwrite them")
-    files = image_files(args.images)
-    names = [f"{n:04d}_{Path(path).stem}.png" for n, path in enumerate(files)]
-    check_out(args, out, names, previous)
-    t0, commit = time.time(), git_commit()
-    device = device_of(args)
-    trained, run = open_run(run_dir, device)
-    prior, cfg = scoring_of(args, trained, run, run_dir)
-    category = category_of(args, trained, prior)
-    reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
-    normal_scores = (None if args.no_calibrate      # without calibration each picture is scaled to its own peak
-                     else normal_scores_of(trained, run, category, prior, cfg, reference, device))
-    # the pictures go to a fresh .maps.*.partial/ first: an unreadable image half-way leaves no half output behind
+def write_locked(args, out: Path, work):
+    """``work(partial)`` holding the lock of ``out``, with a fresh ``.maps.*.partial/`` folder in it for
+    the pictures: an unreadable image half-way leaves no half output behind, and a folder this call
+    made is removed whole. Returns what ``work`` returns."""
     created = new_folders(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = RunLock(out, args.command_line)
@@ -143,15 +133,7 @@ def command(args) -> int:
     partial = None
     try:
         partial = Path(tempfile.mkdtemp(dir=out, prefix=".maps.", suffix=".partial"))
-        rows, scores, percentiles = write_maps(args, (trained, category, prior, cfg, reference, device), files, names,
-                                               partial, normal_scores)
-        publish(out, partial, previous, names, rows, {
-            "images": len(files), "maps": names, "prior": prior, "scorer": cfg.scorer, "category": category,
-            "standardized": args.standardize, "calibrated_on_normal_test_images": normal_scores is not None,
-            "threshold": args.threshold, "heat_map_vmax": None if normal_scores is None else float(normal_scores.max()),
-            "run": str(run_dir), "model": trained.model_config.model, "device": str(device),
-            "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": args.command_line,
-            "train_command": run["command"], "machine": machine()})
+        return work(partial)
     except BaseException:
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
@@ -162,6 +144,40 @@ def command(args) -> int:
         raise
     finally:
         lock.release()
+
+
+def command(args) -> int:
+    import numpy as np
+
+    from ..data import image_files
+    from ..pipeline import normal_maps
+    run_dir, out = Path(args.run), Path(args.out)
+    check_run(run_dir)
+    previous = check_out(args, out)
+    files = image_files(args.images)
+    names = [f"{n:04d}_{Path(path).stem}.png" for n, path in enumerate(files)]
+    check_names(args, out, names, previous)
+    t0, commit = time.time(), git_commit()
+    device = device_of(args)
+    trained, run = open_run(run_dir, device)
+    prior, cfg = scoring_of(args, trained, run, run_dir)
+    category = category_of(args, trained, prior)
+    reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
+    normal_scores = (None if args.no_calibrate      # without calibration each picture is scaled to its own peak
+                     else normal_scores_of(trained, run, category, prior, cfg, reference, device))
+
+    def work(partial: Path):
+        rows, scores, percentiles = write_maps(args, (trained, category, prior, cfg, reference, device), files, names,
+                                               partial, normal_scores)
+        publish(out, partial, previous, names, rows, {
+            "images": len(files), "maps": names, "prior": prior, "scorer": cfg.scorer, "category": category,
+            "standardized": args.standardize, "calibrated_on_normal_test_images": normal_scores is not None,
+            "threshold": args.threshold, "heat_map_vmax": None if normal_scores is None else float(normal_scores.max()),
+            "run": str(run_dir), "model": trained.model_config.model, "device": str(device),
+            "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": args.command_line,
+            "train_command": run["command"], "machine": machine()})
+        return scores, percentiles
+    scores, percentiles = write_locked(args, out, work)
     print(f"scored {len(files)} images with {run_dir} ({trained.model_config.model}, {describe_scoring(prior, cfg)}) "
           f"in {time.time() - t0:.1f} s -> {out / PREDICTIONS}, heat maps in {out / 'maps'}")
     for n in np.argsort(scores)[::-1][:5]:

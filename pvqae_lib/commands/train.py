@@ -158,6 +158,16 @@ def train_device(args) -> torch.device:
     return device
 
 
+def training_images(run: dict, profile: Profile):
+    """The run's training ImageSet, once its test split's masks are checked (before any training)."""
+    d = run["data"]
+    check_dataset(d["dataset"], d["root"], d["category"], d["seed"])
+    train_set = load_split(run, "train")
+    if len(train_set) < profile.train.batch_size:
+        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
+    return train_set
+
+
 def start_writing(args, out: Path, run: dict, wrote: list) -> None:
     """Under the run's lock: a new run's config.json (and MTSD's split), each added to ``wrote``."""
     remove_stale_temporaries(out)                        # a write cut short by kill -9
@@ -181,11 +191,7 @@ def command(args) -> int:
     check_train_out(out, args.force)
     run, profile = saved_run(args, out) if args.resume else new_run(args, out)
     device = train_device(args)
-    d = run["data"]
-    check_dataset(d["dataset"], d["root"], d["category"], d["seed"])   # masks of the test split, before training
-    train_set = load_split(run, "train")
-    if len(train_set) < profile.train.batch_size:
-        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
+    train_set = training_images(run, profile)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if distributed_context(device)[1] > 1:
         torch.distributed.barrier()   # every rank has checked --out above before rank 0 writes into it
