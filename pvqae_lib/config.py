@@ -86,6 +86,8 @@ class ModelConfig:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
+        if len(self.level_mults) < self.num_levels:
+            raise ValueError(f"level_mults needs one entry per level (num_levels {self.num_levels}), got {self.level_mults}")
         if not 0 <= self.vq_level < self.num_levels:
             raise ValueError(f"vq_level must be in [0, {self.num_levels - 1}], got {self.vq_level}")
         self.stem_mults, self.level_mults = tuple(self.stem_mults), tuple(self.level_mults)

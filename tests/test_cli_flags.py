@@ -60,6 +60,8 @@ def test_a_generated_flag_is_recorded_in_the_run(tmp_path, capsys):
     ("--head-width", "0", ["--head-width 0", "width"]),
     ("--coreset-ratio", "2", ["--coreset-ratio 2.0", "coreset_ratio"]),
     ("--num-test", "0", ["--num-test 0", "num_test"]),
+    ("--num-levels", "4", ["--num-levels 4", "level_mults needs one entry per level"]),
+    ("--width", "0", ["--width 0", "width must be >= 1"]),
     ("--lr-schedule", "step", ["--lr-schedule", "invalid choice"]),
     ("--code-dim", "x", ["--code-dim", "invalid int value"]),
 ])

@@ -20,7 +20,7 @@ def check_sizes(args) -> None:
     if "pixel" in args.backbones:
         for size in args.sizes:                # a size the models do not take fails here, not in a child
             for name in ("pvqae", "vqvae"):
-                check_buildable(replace(base, model=name, image_size=size), "--sizes")
+                check_buildable(replace(base, model=name, image_size=size), f"--sizes {size}")
     elif args.sizes is not PIXEL_SIZES:
         raise UsageError("--sizes sets the pixel models' sizes: add pixel to --backbones, or use --feature-size")
     if args.feature_size is not None:

@@ -20,10 +20,10 @@ def device_of(args) -> torch.device:
         raise UsageError(f"--device {args.device}: {os_reason(e)}") from None
 
 
-def check_buildable(model_cfg, flag: str = "--image-size") -> None:
+def check_buildable(model_cfg, what: str | None = None) -> None:
     """Build the pixel model once and run one image through it: a size or width the architecture
     does not accept fails here, before anything is written (feature backbones check their sizes in
-    ModelConfig)."""
+    ModelConfig). ``what``: the flags to blame (default ``--image-size N``)."""
     from ..model import build_model
     if getattr(model_cfg, "backbone", "pixel") != "pixel":
         try:
@@ -37,7 +37,8 @@ def check_buildable(model_cfg, flag: str = "--image-size") -> None:
         with torch.no_grad():
             build_model(model_cfg).eval()(torch.zeros(1, 3, size, size))
     except Exception as e:
-        raise UsageError(f"{flag} {size} does not fit the {model_cfg.model} model: {os_reason(e)}") from None
+        raise UsageError(f"{what or f'--image-size {size}'} does not fit the {model_cfg.model} model: "
+                         f"{os_reason(e)}") from None
 
 
 def run_lock_if_run(folder: Path, args):
