@@ -8,8 +8,8 @@ import pytest
 
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import build_parser
-from pvqae_lib.commands.train import profile_from_args
-from pvqae_lib.flags import DOC_BEGIN, DOC_END, PROFILE_FIELDS, SECTIONS, config_settings, settings_table
+from pvqae_lib.commands.train import check_resume_flags, profile_from_args
+from pvqae_lib.flags import DOC_BEGIN, DOC_END, PROFILE_FIELDS, SECTIONS, UsageError, config_settings, settings_table
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -47,8 +47,11 @@ def test_a_generated_flag_is_recorded_in_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = run_cli(["train", "--out", out, "--beta", "0.5", "--disc-weight", "0.2", *TINY_TRAIN_ARGS], capsys)
     assert code == 0, err
-    profile = json.loads((out / "config.json").read_text())["profile"]
-    assert profile["model"]["beta"] == 0.5 and profile["train"]["disc_weight"] == 0.2
+    run = json.loads((out / "config.json").read_text())
+    assert run["profile"]["model"]["beta"] == 0.5 and run["profile"]["train"]["disc_weight"] == 0.2
+    check_resume_flags(["train", "--out", str(out), "--resume", "--beta", "0.5", "--no-amp"][:-1], run, out)
+    with pytest.raises(UsageError, match="--beta 0.3 differs from its 0.5; the saved run was made without --no-amp"):
+        check_resume_flags(["train", "--out", str(out), "--resume", "--beta", "0.3", "--no-amp"], run, out)
 
 
 @pytest.mark.parametrize("flag,value,words", [
