@@ -109,8 +109,6 @@ def command(args) -> int:
     """Train and evaluate PVQAE, the VQ-VAE baseline (and PatchCore, on a feature backbone) through
     the same ``train`` and ``evaluate`` commands a user types, then print the table (with each run's
     seconds) and draw heat maps of a few test images."""
-    if args.backbone != "pixel" and args.image_size is not None and args.image_size % 32:
-        raise UsageError(f"--image-size must be a multiple of 32 with the {args.backbone} backbone, got {args.image_size}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder")
