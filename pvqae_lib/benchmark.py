@@ -48,7 +48,6 @@ from .prior import BudgetPrior
 from .scoring import anomaly_maps
 from .train import build_trainer, train_step
 
-
 WARMUP_STEPS = 3
 CHILD_POLL_SECONDS = 0.5
 FEATURE_MODELS = ("pvqae", "patchcore")       # what a feature backbone's rows measure
@@ -138,7 +137,7 @@ def _measure_features(backbone_name: str, model_name: str, size: int, batch_size
     prior = None
     if model_name == "pvqae":
         tcfg = replace(p.train, epochs=WARMUP_STEPS + steps, batch_size=batch_size)
-        entropy = torch.rand(batch_size, size // 32, size // 32)      # the budget's H: its values do not change the cost
+        entropy = torch.rand(batch_size, size // 32, size // 32)      # the budget's H: its values don't change the cost
         model, history = train_feature_autoencoder(levels, entropy, mcfg, backbone.channels, tcfg, device=dev,
                                                    progress=False)     # one step per epoch: N = batch_size
         step_s = statistics.median(history["epoch_seconds"][WARMUP_STEPS:])

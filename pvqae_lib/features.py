@@ -28,8 +28,17 @@ from .model import FeatureAutoencoder
 from .routing import routed_share
 from .runs import CHECKPOINT
 from .scoring import combine, gaussian_blur, prior_score
-from .train import (check_eval_set, check_finite_loss, eval_due, held_out_point, load_checkpoint, lr_at,
-                    progress_bar, save_atomic, total_loss)
+from .train import (
+    check_eval_set,
+    check_finite_loss,
+    eval_due,
+    held_out_point,
+    load_checkpoint,
+    lr_at,
+    progress_bar,
+    save_atomic,
+    total_loss,
+)
 
 BACKBONE_FINEST_STRIDE = 8      # the finest level of every feature pyramid (strides 8 / 16 / 32)
 
@@ -159,7 +168,8 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
 
 
 @torch.no_grad()
-def collect_feature_budgets(model: FeatureAutoencoder, levels: list[torch.Tensor], batch_size: int = 64) -> torch.Tensor:
+def collect_feature_budgets(model: FeatureAutoencoder, levels: list[torch.Tensor],
+                            batch_size: int = 64) -> torch.Tensor:
     """The router's hard budget maps (N, h, w) of the training images (what the prior learns)."""
     model.eval()
     device = model.mean.device
@@ -290,5 +300,6 @@ def score_images(model, model_cfg: ModelConfig, images: torch.Tensor, prior=None
     return score_features(model, levels, images.shape[-1], prior, class_ids, cfg)
 
 
-__all__ = ["build_feature_trainer", "fit_feature_model", "score_images", "image_entropy", "train_feature_autoencoder", "collect_feature_budgets", "feature_maps",
+__all__ = ["build_feature_trainer", "fit_feature_model", "score_images", "image_entropy", "train_feature_autoencoder",
+           "collect_feature_budgets", "feature_maps",
            "patchcore_maps", "score_features"]

@@ -105,7 +105,7 @@ class PatchCore(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
-    def fit(self, levels: list[torch.Tensor], seed: int = 0, batch_size: int = 64) -> "PatchCore":
+    def fit(self, levels: list[torch.Tensor], seed: int = 0, batch_size: int = 64) -> PatchCore:
         """Build the bank from the pyramid maps of the normal training images (coarsest first).
 
         The random candidate pool is drawn first and only its patches are kept, batch by batch, so

@@ -155,7 +155,8 @@ def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | Non
         raise ValueError(f"this model has no {prior} prior")
     if cfg.scorer == "head":
         if prior != "none":
-            raise ValueError(f"the segmentation head scores the model's own reconstruction: prior must be none, got {prior!r}")
+            raise ValueError("the segmentation head scores the model's own reconstruction: prior must be none, "
+                             f"got {prior!r}")
         if trained.model_config.backbone != "pixel":
             raise ValueError("the segmentation head scores pixel models only; this run has the "
                              f"{trained.model_config.backbone} backbone")

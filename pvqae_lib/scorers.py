@@ -120,7 +120,7 @@ class Standardized(Scorer):
     def __init__(self, inner: Scorer, reference: dict | None = None):
         self.inner, self.reference = inner, reference
 
-    def fit(self, normal_set) -> "Standardized":
+    def fit(self, normal_set) -> Standardized:
         self.reference = normal_maps_of(self.inner, normal_set)
         return self
 
@@ -194,7 +194,8 @@ def per_kind(sc: dict, data) -> list:
         per_cat = [metrics.summarize(sc["image"][sel], labels[sel], sc["s"][sel], masks[sel])
                    for c in range(len(data.category_names))
                    for sel in [(cats == c) & ((kinds == kind) | (kinds == "good"))] if (sel & (kinds == kind)).any()]
-        rows.append({"kind": kind, "n": int((kinds == kind).sum()), **{k: mean_of(r[k] for r in per_cat) for k in METRICS}})
+        rows.append({"kind": kind, "n": int((kinds == kind).sum()),
+                     **{k: mean_of(r[k] for r in per_cat) for k in METRICS}})
     return rows
 
 

@@ -27,8 +27,8 @@ from .data import augment
 from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from .model import build_model
 from .routing import routed_share
-from .ssim import reconstruction_loss
 from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
+from .ssim import reconstruction_loss
 
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
 
@@ -241,8 +241,9 @@ def check_finite_loss(loss: float, step: int, epoch: int, steps_per_epoch: int, 
         kept = (f"{out_dir / CHECKPOINT} keeps epoch {epoch}, the last good one; lower --lr or --lambda-max and "
                 f"train again with --force" if out_dir is not None and epoch > 0
                 else "no epoch finished; lower --lr or --lambda-max")
-        raise TrainingDiverged(f"training stopped: the loss became {loss} at step {step + 1} (epoch {epoch + 1}/{epochs}, "
-                               f"step {step - epoch * steps_per_epoch + 1}/{steps_per_epoch}); {kept}")
+        in_epoch = f"step {step - epoch * steps_per_epoch + 1}/{steps_per_epoch}"
+        raise TrainingDiverged(f"training stopped: the loss became {loss} at step {step + 1} "
+                               f"(epoch {epoch + 1}/{epochs}, {in_epoch}); {kept}")
 
 
 class StepParts(NamedTuple):

@@ -5,8 +5,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-
 from conftest import tiny_model_config, tiny_profile, tiny_train_config
+
 from pvqae_lib import pipeline
 from pvqae_lib.config import get_profile, with_backbone
 from pvqae_lib.data import make_synthetic

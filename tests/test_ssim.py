@@ -68,6 +68,7 @@ def test_restore_anomalies_trains_with_the_ssim_term(monkeypatch):
     """train_step's reconstruction term goes through Eq. 2 with cfg.ssim_weight when restoring
     anomalies, and stays the plain MSE otherwise."""
     from conftest import tiny_model_config, tiny_train_config, tiny_train_set
+
     from pvqae_lib import train as train_module
     calls = []
     real = train_module.reconstruction_loss
@@ -76,6 +77,6 @@ def test_restore_anomalies_trains_with_the_ssim_term(monkeypatch):
     data = tiny_train_set(32, 2)
     train_module.train_autoencoder(data, tiny_model_config(), tiny_train_config(), progress=False)
     assert calls == []
-    train_module.train_autoencoder(data, tiny_model_config(), tiny_train_config(restore_anomalies=True, ssim_weight=0.3),
-                                   progress=False)
+    restoring = tiny_train_config(restore_anomalies=True, ssim_weight=0.3)
+    train_module.train_autoencoder(data, tiny_model_config(), restoring, progress=False)
     assert calls == [0.3]                        # one step: 6 images, batches of 6
