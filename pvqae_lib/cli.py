@@ -182,5 +182,10 @@ def main(argv=None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``pvqae`` command (pyproject.toml): ``main`` with its exit code."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()
