@@ -4,8 +4,8 @@ rises while it trains. An untrained model of the same shape does not pass the sa
 
 Measured (32 px 'tile', 96 training images, 20 epochs of 6 steps, adversarial term off for speed,
 S_recon without the prior, the evaluate aggregation): seed 0 ends at image / pixel AUROC
-0.80 / 0.93 after 0.60 / 0.74 at epoch 4, seed 1 at 0.83 / 0.96; untrained models score
-0.41-0.59 / 0.49-0.72. About 30-50 s on one thread of the shared 2-core machine.
+0.80 / 0.93 after 0.60 / 0.74 at epoch 4, seed 1 at 0.83 / 0.96; untrained models (seeds 0-2)
+score 0.42-0.59 / 0.49-0.73. About 30-50 s on one thread of the shared 2-core machine.
 """
 import pytest
 import torch
