@@ -17,7 +17,7 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings
+from .config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings, lfq_implied
 from .paths import MODELS_DIR, RESULTS_DIR, cache_dir, checkout_root
 from .pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
 from .train import CheckpointError
@@ -134,10 +134,7 @@ BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae
 
 def book_overrides(profile: Profile, model: str, overrides: dict) -> dict:
     """Fill in what an override implies (LFQ: one code per sign pattern, 2**code_dim codes)."""
-    if overrides.get("quantizer") == "lfq":
-        from .quantize import LFQ_BITS, lfq_sizes
-        return {**lfq_sizes(overrides.get("code_dim", LFQ_BITS)), **overrides}
-    return overrides
+    return lfq_implied(overrides)
 
 
 def warm_book_cache(profile: Profile, device=None, progress: bool = False) -> dict:

@@ -101,6 +101,15 @@ class ModelConfig:
         return 2 ** (len(self.stem_mults) + self.num_levels - 1)
 
 
+def lfq_implied(model_overrides: dict) -> dict:
+    """ModelConfig overrides with what ``quantizer='lfq'`` implies filled in (what is given wins):
+    code_dim = LFQ_BITS (16, LFQUIAD's) and one code per sign pattern of its bits, 2**code_dim codes."""
+    if model_overrides.get("quantizer") != "lfq":
+        return model_overrides
+    from .quantize import LFQ_BITS, lfq_sizes
+    return {**lfq_sizes(model_overrides.get("code_dim", LFQ_BITS)), **model_overrides}
+
+
 @dataclass
 class TrainConfig:
     """The autoencoder's training loop (progressive budget learning, Sec. III-B.2)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import Profile, get_profile, profile_from_dict, replace, with_backbone
+from ..config import Profile, get_profile, lfq_implied, profile_from_dict, replace, with_backbone
 from ..data import check_dataset, mtsd_split
 from ..flags import UsageError, apply_settings, config_settings, given_settings, show
 from ..runs import (CHECKPOINT, CONFIG, HISTORY, MODEL_FILE, SPLIT, RunError, RunLock, check_not_started,
@@ -29,10 +29,8 @@ def profile_from_args(args) -> Profile:
     given = given_settings(args)
     p = with_backbone(get_profile(args.profile), args.backbone or "pixel")
     by_name = {s.name: v for s, v in given.items() if s.section == "model"}
-    if by_name.get("quantizer") == "lfq" and "codebook_size" not in by_name:
-        from ..quantize import LFQ_BITS, lfq_sizes     # one code per sign pattern of the code_dim bits
-        p = replace(p, model=replace(p.model, **lfq_sizes(by_name.get("code_dim", LFQ_BITS))))
-    p = apply_settings(p, given)
+    implied = {k: v for k, v in lfq_implied(by_name).items() if k not in by_name}     # LFQ: 2**code_dim codes
+    p = apply_settings(replace(p, model=replace(p.model, **implied)), given)
     check_flags_apply(given, p)
     return p
 
