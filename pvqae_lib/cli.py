@@ -14,7 +14,7 @@ from pathlib import Path
 from .backbones import BACKBONES
 from .commands.benchmark import PIXEL_SIZES
 from .data import DataError
-from .flags import OneLineParser, UsageError, add_config_flags, finite, positive
+from .flags import SCORE_SECTIONS, OneLineParser, UsageError, add_config_flags, finite, positive
 from .runs import CHECKPOINT, RunError, command_line
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
@@ -36,17 +36,10 @@ def add_train(sub) -> None:
 
 
 def add_scoring(p, prior_help: str = "default: universal") -> None:
-    """The scoring options evaluate and predict share."""
+    """The scoring options evaluate and predict share: the prior, and ScoreConfig's fields."""
     p.add_argument("--prior", choices=("none", "universal", "per-class"), help=prior_help)
-    p.add_argument("--standardize", action="store_true",
-                   help="score each pixel against the run's normal training images' maps at its position "
-                        "(a book choice, chapter 7)")
-    p.add_argument("--scorer", choices=("pvqae", "head"), default="pvqae",
-                   help="pvqae: S = S_prior x S_recon (the paper); head: LFQUIAD's segmentation head (train --head)")
-    p.add_argument("--feature-score", choices=("recon", "code"),
-                   help="feature backbone: S_recon from the feature reconstruction error (default) or from each "
-                        "code vector's distance to its codebook entry")
     p.add_argument("--device")
+    add_config_flags(p, SCORE_SECTIONS)
 
 
 def add_evaluate(sub) -> None:

@@ -186,9 +186,10 @@ class HeadConfig:
 class ScoreConfig:
     """How the anomaly map is turned into pixel and image scores (Sec. III-C.2)."""
     smooth_sigma: float = setting(2.0, "Gaussian smoothing of S in pixels at 64 px (scaled with size)")
-    standardize: bool = setting(False, "score each pixel against normal maps at its position (a book choice)")
-    scorer: str = setting("pvqae", "pvqae: S = S_prior x S_recon; head: LFQUIAD's segmentation head",
-                          choices=("pvqae", "head"))
+    standardize: bool = setting(False, "score each pixel against the normal training images' maps at its position "
+                                       "(a book choice, chapter 7)")
+    scorer: str = setting("pvqae", "pvqae: S = S_prior x S_recon (the paper); head: LFQUIAD's segmentation head "
+                          "(train --head)", choices=("pvqae", "head"))
     head_sigma: float = setting(1.0, "Gaussian smoothing of the head's map in pixels at 64 px")
     feature_score: str = setting("recon", "feature backbone: recon (feature reconstruction error) or code (distance "
                                  "of each position's code vector z to its codebook entry)", choices=("recon", "code"))

@@ -15,7 +15,8 @@ import math
 import re
 from dataclasses import dataclass, fields, replace
 
-from .config import HeadConfig, ModelConfig, PriorConfig, Profile, TrainConfig, full_profile, quick_profile
+from .config import (HeadConfig, ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, full_profile,
+                     quick_profile)
 
 
 class UsageError(ValueError):
@@ -50,6 +51,7 @@ class OneLineParser(argparse.ArgumentParser):
 # (section of Profile, its dataclass, the flag prefix); "profile": Profile's own sizes
 SECTIONS = (("model", ModelConfig, ""), ("train", TrainConfig, ""), ("prior", PriorConfig, "prior-"),
             ("head", HeadConfig, "head-"), ("profile", Profile, ""))
+SCORE_SECTIONS = (("score", ScoreConfig, ""),)      # evaluate's and predict's: how a run is scored
 PROFILE_FIELDS = ("num_train", "num_test")          # the Profile fields a run sets (the rest are sections)
 ALIASES = {("head", "enabled"): "--head"}           # where a flag's name is not the field's own
 
@@ -73,10 +75,10 @@ class Setting:
         return tuple(given) if isinstance(given, list) else given
 
 
-def config_settings() -> tuple[Setting, ...]:
-    """Every settable config field, in the order of SECTIONS and of the fields."""
+def config_settings(sections=SECTIONS) -> tuple[Setting, ...]:
+    """Every settable config field of ``sections`` (train's by default), in their order and the fields'."""
     out = []
-    for section, cls, prefix in SECTIONS:
+    for section, cls, prefix in sections:
         for f in fields(cls):
             if section == "profile" and f.name not in PROFILE_FIELDS:
                 continue
@@ -100,10 +102,10 @@ def profile_defaults(s: Setting) -> str:
     return f" (default {shown[0]}" + (f"; full profile {shown[1]})" if shown[1] != shown[0] else ")")
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, sections=SECTIONS) -> None:
     """One flag per setting (default None: the profile's value), grouped by section."""
     groups = {}
-    for s in config_settings():
+    for s in config_settings(sections):
         group = groups.get(s.section) or groups.setdefault(s.section, parser.add_argument_group(f"{s.section} settings"))
         text = (("turn off: " if s.default is True else "") + s.help + profile_defaults(s)).replace("%", "%%")
         if isinstance(s.default, bool):
@@ -115,9 +117,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                            metavar=None if s.choices else {int: "N", float: "X"}.get(kind, "NAME"))
 
 
-def given_settings(args) -> dict:
-    """{Setting: value} of the config flags the command line gave."""
-    return {s: s.value(getattr(args, s.dest)) for s in config_settings() if getattr(args, s.dest, None) is not None}
+def given_settings(args, sections=SECTIONS) -> dict:
+    """{Setting: value} of the config flags of ``sections`` the command line gave."""
+    return {s: s.value(getattr(args, s.dest)) for s in config_settings(sections)
+            if getattr(args, s.dest, None) is not None}
 
 
 def show(s: Setting, value) -> str:
@@ -141,13 +144,19 @@ def apply_settings(profile: Profile, given: dict) -> Profile:
     parts = {}
     for section, _, _ in SECTIONS:
         mine = {s: v for s, v in given.items() if s.section == section}
-        try:
-            if section == "profile":
-                return replace(profile, **parts, **{s.name: v for s, v in mine.items()})
-            parts[section] = replace(getattr(profile, section), **{s.name: v for s, v in mine.items()})
-        except ValueError as e:
-            raise UsageError(named_error(e, mine)) from None
+        if section == "profile":
+            return applied(replace(profile, **parts), mine)
+        parts[section] = applied(getattr(profile, section), mine)
     raise AssertionError("SECTIONS ends with the profile")
+
+
+def applied(config, given: dict):
+    """``config`` (one dataclass) with the given flags of its section ({Setting: value}); its
+    ``__post_init__``'s ValueError becomes a UsageError naming the flags."""
+    try:
+        return replace(config, **{s.name: v for s, v in given.items()})
+    except ValueError as e:
+        raise UsageError(named_error(e, given)) from None
 
 
 # ------------------------------------------------------------------ the flag list of the documentation

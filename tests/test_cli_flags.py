@@ -9,7 +9,8 @@ import pytest
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import build_parser
 from pvqae_lib.commands.train import check_resume_flags, profile_from_args
-from pvqae_lib.flags import DOC_BEGIN, DOC_END, PROFILE_FIELDS, SECTIONS, UsageError, config_settings, settings_table
+from pvqae_lib.flags import (DOC_BEGIN, DOC_END, PROFILE_FIELDS, SCORE_SECTIONS, SECTIONS, UsageError, config_settings,
+                             settings_table)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -29,6 +30,14 @@ def test_every_config_field_is_a_flag_with_help():
             assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text (config.setting)"
             assert s.flag in train_help(), s.flag
     assert len({s.flag for s in settings.values()}) == len(settings)      # no two fields share a flag
+
+
+def test_every_score_field_is_an_evaluate_and_predict_flag():
+    subs = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for s in config_settings(SCORE_SECTIONS):
+        assert s.help and all(s.flag in subs[c].format_help() for c in ("evaluate", "predict")), s.flag
+    args = build_parser().parse_args(["evaluate", "--run", "r", "--json", "j", "--smooth-sigma", "0", "--standardize"])
+    assert (args.smooth_sigma, args.standardize, args.scorer) == (0.0, True, None)
 
 
 def test_generated_flags_reach_the_profile():

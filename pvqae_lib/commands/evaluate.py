@@ -5,31 +5,27 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ..config import profile_from_dict, replace
-from ..flags import UsageError
+from ..config import profile_from_dict
+from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
 from ..runs import check_run, check_writable_file, git_commit, load_split, machine, open_run, write_json
 from .common import device_of, fmt, run_lock_if_run
 
 
 def scoring_of(args, trained, run, run_dir: Path):
-    """(prior, ScoreConfig) that ``--prior``, ``--standardize`` and ``--scorer`` ask of a run."""
-    if args.scorer == "head":
+    """(prior, ScoreConfig) that ``--prior`` and the ScoreConfig flags (--standardize, --scorer ...) ask of a run."""
+    cfg = applied(profile_from_dict(run["profile"]).score, given_settings(args, SCORE_SECTIONS))
+    if cfg.scorer == "head":
         if trained.head is None:
             raise UsageError(f"run {run_dir} has no segmentation head: train it with --head")
         if args.prior not in (None, "none"):
             raise UsageError("--scorer head scores the model's own reconstruction: it takes no --prior")
-    feature_score = getattr(args, "feature_score", None) or "recon"
-    if feature_score != "recon" and (trained.model_config.backbone == "pixel"
+    if cfg.feature_score != "recon" and (trained.model_config.backbone == "pixel"
                                      or trained.model_config.model not in ("pvqae", "vqvae")
                                      or trained.model_config.quantizer != "vq"):
         raise UsageError("--feature-score code needs a VQ codebook model (pvqae or vqvae with --quantizer vq) on a "
                          "feature backbone (an LFQ code is sign(z): its distance is not a memory bank's)")
-    if args.scorer == "head" or trained.model_config.model != "pvqae":
-        prior = "none"
-    else:
-        prior = args.prior or "universal"
-    return prior, replace(profile_from_dict(run["profile"]).score, standardize=args.standardize, scorer=args.scorer,
-                          feature_score=feature_score)
+    prior = "none" if cfg.scorer == "head" or trained.model_config.model != "pvqae" else args.prior or "universal"
+    return prior, cfg
 
 
 def describe_scoring(prior: str, cfg) -> str:
@@ -50,7 +46,7 @@ def command(args) -> int:
         trained, run = open_run(run_dir, device)
         prior, cfg = scoring_of(args, trained, run, run_dir)
         test_set = load_split(run, "test")
-        normal_set = load_split(run, "train") if args.standardize else None
+        normal_set = load_split(run, "train") if cfg.standardize else None
         result = evaluate(trained, test_set, prior, cfg, device=device, normal_set=normal_set)
         result.update(model=trained.model_config.model, dataset=run["data"]["dataset"], device=str(device),
                       profile=run["profile"]["name"], train_seconds=round(trained.seconds, 1),

@@ -59,13 +59,13 @@ def check_names(args, out: Path, names: list[str], previous: set[str]) -> None:
                          f"--force to overwrite it, or another --out")
 
 
-def category_of(args, trained, prior: str):
+def category_of(args, trained, prior: str, cfg):
     """The category the images show: --category, or the run's only one (None: several, none named)."""
     categories = trained.category_names
     category = args.category or (categories[0] if len(categories) == 1 else None)
     if category is not None:
         trained.check_category(category)
-    if category is None and (prior == "per-class" or args.standardize):
+    if category is None and (prior == "per-class" or cfg.standardize):
         raise UsageError(f"the run was trained on {', '.join(categories)}: --category names the one these images show "
                          f"(needed with --prior per-class and --standardize)")
     return category
@@ -161,8 +161,8 @@ def command(args) -> int:
     device = device_of(args)
     trained, run = open_run(run_dir, device)
     prior, cfg = scoring_of(args, trained, run, run_dir)
-    category = category_of(args, trained, prior)
-    reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if args.standardize else None
+    category = category_of(args, trained, prior, cfg)
+    reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if cfg.standardize else None
     normal_scores = (None if args.no_calibrate      # without calibration each picture is scaled to its own peak
                      else normal_scores_of(trained, run, category, prior, cfg, reference, device))
 
@@ -171,7 +171,7 @@ def command(args) -> int:
                                                partial, normal_scores)
         publish(out, partial, previous, names, rows, {
             "images": len(files), "maps": names, "prior": prior, "scorer": cfg.scorer, "category": category,
-            "standardized": args.standardize, "calibrated_on_normal_test_images": normal_scores is not None,
+            "standardized": cfg.standardize, "calibrated_on_normal_test_images": normal_scores is not None,
             "threshold": args.threshold, "heat_map_vmax": None if normal_scores is None else float(normal_scores.max()),
             "run": str(run_dir), "model": trained.model_config.model, "device": str(device),
             "seconds": round(time.time() - t0, 2), "git_commit": commit, "command": args.command_line,

@@ -140,8 +140,9 @@ def new_run(args, out: Path) -> tuple[dict, Profile]:
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root DIR")
     profile = profile_from_args(args)
-    shape = [show(s, v) for s, v in given_settings(args).items() if s.section == "model" and isinstance(s.default, (int, tuple))]
-    check_buildable(profile.model, ", ".join(shape) or None)       # the model's size flags given, if any
+    shape = [show(s, v) for s, v in given_settings(args).items()        # the model's size flags given, if any
+             if s.section == "model" and isinstance(s.default, (int, tuple))]
+    check_buildable(profile.model, ", ".join(shape) or None)
     run = {"profile": profile.to_dict(), "command": args.command_line, "git_commit": git_commit(),
            "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
                     "category": args.category, "image_size": profile.model.image_size, "seed": profile.train.seed,
