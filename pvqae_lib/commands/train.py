@@ -17,7 +17,6 @@ from ..runs import (CHECKPOINT, CONFIG, HISTORY, MODEL_FILE, SPLIT, RunError, Ru
                     remove_stale_temporaries, write_json)
 from .common import check_buildable, device_of
 
-FEATURE_ONLY_MODELS = ("ae", "patchcore")     # models that exist on a feature backbone only
 # with --model patchcore nothing is trained: these model settings (and every train and prior one) do nothing
 PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "router_hidden", "feature_hidden")
 
