@@ -4,22 +4,30 @@ per-category aggregation."""
 import numpy as np
 import pytest
 import torch
-from conftest import fit_tiny, tiny_profile
+from conftest import tiny_model_config, tiny_prior_config
 
 from pvqae_lib import metrics, pipeline
-from pvqae_lib.config import HeadConfig, ScoreConfig
+from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
+from pvqae_lib.model import build_model
+from pvqae_lib.prior import BudgetPrior
 from pvqae_lib.scorers import HeadScorer, PixelScorer, Standardized, normal_maps_of, per_category, per_kind
-from pvqae_lib.segmentation import evaluate_head
+from pvqae_lib.segmentation import SegmentationHead, evaluate_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def trained():
-    profile = tiny_profile()
-    from dataclasses import replace
-    return fit_tiny(replace(profile, head=HeadConfig(enabled=True, steps=3, batch_size=4)), seed=0)
+    """Untrained parts (the plumbing is under test, not what they learned): a tiny PVQAE, both priors
+    and a head, on the two categories of ``test_set``."""
+    torch.manual_seed(0)
+    cfg = tiny_model_config()
+    tokens = (cfg.image_size // cfg.coarse_stride) ** 2
+    priors = {"universal": BudgetPrior(3, tokens, 1, tiny_prior_config()).eval(),
+              "per-class": BudgetPrior(3, tokens, 2, tiny_prior_config()).eval()}
+    return pipeline.Trained(build_model(cfg).eval(), cfg, ["tile", "disc"], priors=priors,
+                            head=SegmentationHead(8).eval())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +39,8 @@ def test_every_scorer_gives_maps_and_image_scores(trained, test_set):
     prior = trained.priors["per-class"]
     for scorer in (PixelScorer(trained.model), PixelScorer(trained.model, prior, per_class=True),
                    HeadScorer(trained.head, trained.model),
-                   Standardized(PixelScorer(trained.model)).fit(make_synthetic("train", 32, num_per_category=4))):
+                   Standardized(PixelScorer(trained.model)).fit(make_synthetic("train", 32, categories=["tile", "disc"],
+                                                                           num_per_category=4))):
         maps, scores = scorer(test_set)
         assert maps.shape == (len(test_set), 32, 32) and scores.shape == (len(test_set),)
         assert np.isfinite(maps).all() and np.isfinite(scores).all()
