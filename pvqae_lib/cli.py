@@ -169,7 +169,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         resume = ""
         if args.command == "train":
-            resume = ("; the last finished epoch is saved, continue with --resume" if (Path(args.out) / CHECKPOINT).is_file()
+            saved = (Path(args.out) / CHECKPOINT).is_file()
+            resume = ("; the last finished epoch is saved, continue with --resume" if saved
                       else " before the first epoch finished: nothing was kept to --resume")
         print(f"interrupted{resume}", file=sys.stderr)
         return 130

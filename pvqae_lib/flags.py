@@ -15,8 +15,7 @@ import math
 import re
 from dataclasses import dataclass, fields, replace
 
-from .config import (HeadConfig, ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, full_profile,
-                     quick_profile)
+from .config import HeadConfig, ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, full_profile, quick_profile
 
 
 class UsageError(ValueError):
@@ -106,7 +105,9 @@ def add_config_flags(parser: argparse.ArgumentParser, sections=SECTIONS) -> None
     """One flag per setting (default None: the profile's value), grouped by section."""
     groups = {}
     for s in config_settings(sections):
-        group = groups.get(s.section) or groups.setdefault(s.section, parser.add_argument_group(f"{s.section} settings"))
+        if s.section not in groups:
+            groups[s.section] = parser.add_argument_group(f"{s.section} settings")
+        group = groups[s.section]
         text = (("turn off: " if s.default is True else "") + s.help + profile_defaults(s)).replace("%", "%%")
         if isinstance(s.default, bool):
             group.add_argument(s.flag, dest=s.dest, action="store_const", const=not s.default, default=None, help=text)

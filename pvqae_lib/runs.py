@@ -64,7 +64,8 @@ def git_commit(where: Path | None = None) -> str:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
                              check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                f":(top,exclude){RESULTS_DIR}"], cwd=where, capture_output=True, text=True).stdout.strip()
+                                f":(top,exclude){RESULTS_DIR}"], cwd=where, capture_output=True,
+                               text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -176,7 +177,7 @@ class RunLock:
         self.folder, self.command, self.fd = Path(folder), command, None
         self.path = self.folder / LOCK
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
         while True:
             try:
@@ -316,7 +317,8 @@ def check_run(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise RunError(f"run directory {run_dir} does not exist")
     if not (run_dir / MODEL_FILE).is_file():
-        hint = f" (training was interrupted: train --resume --out {run_dir})" if (run_dir / CHECKPOINT).is_file() else ""
+        interrupted = (run_dir / CHECKPOINT).is_file()
+        hint = f" (training was interrupted: train --resume --out {run_dir})" if interrupted else ""
         raise RunError(f"run directory {run_dir} has no finished model {MODEL_FILE}{hint}")
 
 

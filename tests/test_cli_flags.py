@@ -5,12 +5,20 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
+
 from pvqae_lib.cli import build_parser
 from pvqae_lib.commands.train import check_resume_flags, profile_from_args
-from pvqae_lib.flags import (DOC_BEGIN, DOC_END, PROFILE_FIELDS, SCORE_SECTIONS, SECTIONS, UsageError, config_settings,
-                             settings_table)
+from pvqae_lib.flags import (
+    DOC_BEGIN,
+    DOC_END,
+    PROFILE_FIELDS,
+    SCORE_SECTIONS,
+    SECTIONS,
+    UsageError,
+    config_settings,
+    settings_table,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -91,7 +99,8 @@ def test_the_old_spellings_still_parse():
          "--no-augment", "--restore-anomalies", "--image-size", "32", "--width", "8", "--codebook-size", "32",
          "--code-dim", "8", "--num-train", "9", "--prior-steps", "5", "--head", "--head-steps", "3", "--quiet"])
     p = profile_from_args(args)
-    assert (p.train.seed, p.train.lambda_max, p.model.tau, p.train.schedule, p.model.vq_level) == (3, 0.5, 2.0, "cosine", 1)
+    assert (p.train.seed, p.train.lambda_max, p.model.tau, p.train.schedule) == (3, 0.5, 2.0, "cosine")
+    assert p.model.vq_level == 1
     assert (p.train.augment, p.train.restore_anomalies, p.num_train, p.prior.steps) == (False, True, 9, 5)
     assert (p.head.enabled, p.head.steps, p.model.codebook_size, p.train.lr_schedule) == (True, 3, 32, "constant")
 

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from PIL import Image
 
-from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import main
-from pvqae_lib.data import load_images, make_synthetic
 from pvqae_lib.config import ScoreConfig
+from pvqae_lib.data import load_images, make_synthetic
 from pvqae_lib.pipeline import load_trained, normal_maps, normal_percentile, score, score_files
 from pvqae_lib.runs import load_split
 

@@ -102,7 +102,8 @@ def print_table(args, rows: list) -> None:
     if any(t is None and not label.endswith("standardized") for label, _, t, _ in rows):
         print("* reused: the run existed with the same train command (--force retrains); its recorded training seconds")
     print("train s: the whole train command (data, feature extraction, training, priors); evaluate s: the whole "
-          "evaluate command; PVQAE is scored with its universal prior, 'standardized' against the training images' maps")
+          "evaluate command; PVQAE is scored with its universal prior, 'standardized' against the training images' "
+          "maps")
 
 
 def command(args) -> int:
@@ -134,6 +135,7 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
     from ..pipeline import load_trained, score
     from ..viz import show_heat, show_image
     runs = runs or out
@@ -152,8 +154,8 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.1 * n + 0.8), squeeze=False, layout="constrained")
     masks = subset.masks[:, 0].numpy()
     for i in range(n):
-        show_image(axes[i, 0], subset.images[i], f"{test_set.category_names[int(subset.categories[i])]}/{subset.kinds[i]}",
-                   masks[i])
+        category = test_set.category_names[int(subset.categories[i])]
+        show_image(axes[i, 0], subset.images[i], f"{category}/{subset.kinds[i]}", masks[i])
     for j, (label, m) in enumerate(maps.items(), start=1):
         vmax = max(float(np.percentile(m, 99.5)), 1e-12)
         for i in range(n):

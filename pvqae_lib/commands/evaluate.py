@@ -31,7 +31,8 @@ def scoring_of(args, trained, run, run_dir: Path):
 def describe_scoring(prior: str, cfg) -> str:
     """'universal prior', 'segmentation head, standardized', ... for a printout."""
     return (("segmentation head" if cfg.scorer == "head" else f"{prior} prior")
-            + (", code distance" if cfg.feature_score == "code" else "") + (", standardized" if cfg.standardize else ""))
+            + (", code distance" if cfg.feature_score == "code" else "")
+            + (", standardized" if cfg.standardize else ""))
 
 
 def command(args) -> int:
@@ -58,5 +59,6 @@ def command(args) -> int:
         check_writable_file(out_json, args.force)
         write_json(result, out_json)
     print(f"{result['model']} ({describe_scoring(prior, cfg)}) on {result['dataset']}: image AUROC "
-          f"{fmt(result['image_auroc'])}, pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} -> {out_json}")
+          f"{fmt(result['image_auroc'])}, pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} "
+          f"-> {out_json}")
     return 0

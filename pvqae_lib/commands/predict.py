@@ -12,8 +12,20 @@ import time
 from pathlib import Path
 
 from ..flags import UsageError
-from ..runs import (RunError, RunLock, check_run, git_commit, load_split, machine, new_folders, open_run, read_json,
-                    remove_new_folders, write_json, write_text)
+from ..runs import (
+    RunError,
+    RunLock,
+    check_run,
+    git_commit,
+    load_split,
+    machine,
+    new_folders,
+    open_run,
+    read_json,
+    remove_new_folders,
+    write_json,
+    write_text,
+)
 from .common import device_of
 from .evaluate import describe_scoring, scoring_of
 

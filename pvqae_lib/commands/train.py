@@ -12,9 +12,24 @@ import torch
 from ..config import Profile, get_profile, lfq_implied, profile_from_dict, replace, with_backbone
 from ..data import check_dataset, mtsd_split
 from ..flags import UsageError, apply_settings, config_settings, given_settings, show
-from ..runs import (CHECKPOINT, CONFIG, HISTORY, MODEL_FILE, SPLIT, RunError, RunLock, check_not_started,
-                    check_train_out, git_commit, load_split, new_folders, read_json, remove_new_folders,
-                    remove_stale_temporaries, write_json)
+from ..runs import (
+    CHECKPOINT,
+    CONFIG,
+    HISTORY,
+    MODEL_FILE,
+    SPLIT,
+    RunError,
+    RunLock,
+    check_not_started,
+    check_train_out,
+    git_commit,
+    load_split,
+    new_folders,
+    read_json,
+    remove_new_folders,
+    remove_stale_temporaries,
+    write_json,
+)
 from .common import check_buildable, device_of
 
 # with --model patchcore nothing is trained: these model settings (and every train and prior one) do nothing
@@ -98,12 +113,13 @@ def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
         elif s is not None:
             saved = (prof if s.section == "profile" else prof.get(s.section, {})).get(s.name)
             value = s.value(value)
-            saved, value = (list(saved), list(value)) if isinstance(value, tuple) and saved is not None else (saved, value)
+            if isinstance(value, tuple) and saved is not None:
+                saved, value = list(saved), list(value)
         else:
             conflicts.append(f"{flag} cannot change a saved run")
             continue
-        same = (math.isclose(value, saved, rel_tol=1e-12) if isinstance(value, float) and isinstance(saved, (int, float))
-                and not isinstance(saved, bool) else value == saved)
+        number = isinstance(value, float) and isinstance(saved, (int, float)) and not isinstance(saved, bool)
+        same = math.isclose(value, saved, rel_tol=1e-12) if number else value == saved
         if not same:
             conflicts.append(f"the saved run was made without {flag}" if isinstance(value, bool)
                              else f"{show(s, value) if s else f'{flag} {value}'} differs from its {saved}")
