@@ -87,12 +87,13 @@ def config_settings(sections=SECTIONS) -> tuple[Setting, ...]:
                                f.metadata.get("choices")))
     flags = [s.flag for s in out]
     dup = {f for f in flags if flags.count(f) > 1}
-    assert not dup, f"two config fields make the same flag: {dup} (add one to flags.ALIASES)"
+    if dup:
+        raise RuntimeError(f"two config fields make the same flag: {dup} (give one a name in flags.ALIASES)")
     return tuple(out)
 
 
 def profile_defaults(s: Setting) -> str:
-    """'default 64; full 256' (the quick and full profiles' values), for the help."""
+    """' (default 64; full profile 256)': the quick and the full profile's values, for the help."""
     values = [getattr(p if s.section == "profile" else getattr(p, s.section), s.name)
               for p in (quick_profile(), full_profile())]
     if s.default is True or s.default is False:
