@@ -27,6 +27,7 @@ from .config import ModelConfig, ScoreConfig, TrainConfig
 from .model import FeatureAutoencoder
 from .routing import routed_share
 from .runs import CHECKPOINT
+from .scorers import FeatureScorer
 from .scoring import combine, gaussian_blur, prior_score
 from .train import (
     check_eval_set,
@@ -151,7 +152,6 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
                 bar.set_postfix(loss=f"{logs['loss']:.4f}", lam=f"{lam:.2f}")
         history.setdefault("epoch_seconds", []).append(time.time() - t0)
         if eval_due(cfg, epoch):
-            from .scorers import FeatureScorer
             scorer = FeatureScorer(model, model_cfg)
             history.setdefault("eval", []).append(held_out_point(epoch, scorer, eval_set, eval_levels))
             model.train()

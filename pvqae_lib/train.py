@@ -28,6 +28,7 @@ from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_lo
 from .model import build_model
 from .routing import routed_share
 from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
+from .scorers import PixelScorer, per_category
 from .ssim import reconstruction_loss
 
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
@@ -174,7 +175,6 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                                 share="/".join(f"{logs.get(f'share_{r}', 0):.2f}" for r in range(model_cfg.num_levels)))
         history.setdefault("epoch_seconds", []).append(time.time() - t0)
         if eval_due(cfg, epoch) and rank == 0:
-            from .scorers import PixelScorer
             history.setdefault("eval", []).append(held_out_point(epoch, PixelScorer(model, device=device), eval_set))
             model.train()
 
@@ -223,7 +223,6 @@ def held_out_point(epoch: int, scorer, eval_set, levels=None) -> dict:
     with torch.random.fork_rng(devices=[]):
         sc = scorer.score(eval_set) if levels is None else scorer.score_levels(levels, eval_set.categories,
                                                                                eval_set.images.shape[-1])
-    from .scorers import per_category
     result = per_category(sc, eval_set)
     return {"epoch": epoch + 1, "image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"]}
 
