@@ -58,6 +58,7 @@ CONFIG_COLUMNS = [
     ("train.augment", ("config", "train", "augment"), True),
     ("train.feature_noise", ("config", "train", "feature_noise"), 0.0),
     ("train.restore_anomalies", ("config", "train", "restore_anomalies"), False),
+    ("train.ssim_weight", ("config", "train", "ssim_weight"), 0.0),   # 0 where it did not apply (see index_row)
     ("head.enabled", ("config", "head", "enabled"), False),
     ("score.scorer", ("config", "score", "scorer"), "pvqae"),
     ("score.feature_score", ("config", "score", "feature_score"), "recon"),
@@ -70,7 +71,7 @@ PROVENANCE_COLUMNS = ["device", "machine", "seconds", "train_seconds", "git_comm
                       "train_command"]
 COLUMNS = (["file", "kind"] + [c for c, _, _ in CONFIG_COLUMNS] + METRIC_COLUMNS + PROVENANCE_COLUMNS)
 BOOL_COLUMNS = ["train.augment", "train.restore_anomalies", "head.enabled", "standardized"]
-FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "image_auroc", "pixel_auroc", "pro", "image_auroc_pooled",
+FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc", "pixel_auroc", "pro", "image_auroc_pooled",
                  "pixel_auroc_pooled", "pro_pooled", "seconds", "train_seconds"]
 INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level", "train.epochs", "train.seed",
                "num_test"]
@@ -112,6 +113,9 @@ def index_row(name: str, record: dict) -> dict:
             row[column] = _get(record, path, default)
     if row["model.backbone"] == "pixel" and record.get("backbone"):   # a top-level record of it
         row["model.backbone"] = record["backbone"]
+    if not row["train.restore_anomalies"]:
+        row["train.ssim_weight"] = 0.0     # LFQUIAD's SSIM term (Eq. 2) is used only when restoring anomalies;
+        # runs made before it existed restored with MSE alone, and read 0 by the default above
     row["categories"] = "+".join(c["category"] for c in record.get("per_category", [])) or None
     for c in METRIC_COLUMNS:
         row[c] = record.get(c)

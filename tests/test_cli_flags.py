@@ -71,6 +71,18 @@ def test_a_generated_flag_is_recorded_in_the_run(tmp_path, capsys):
         check_resume_flags(["train", "--out", str(out), "--resume", "--beta", "0.3", "--no-amp"], run, out)
 
 
+
+def test_eval_every_writes_a_learning_curve_to_history(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [a if a != "1" else "2" for a in TINY_TRAIN_ARGS]            # two epochs
+    code, _, err = run_cli(["train", "--out", out, "--eval-every", "1", *args], capsys)
+    assert code == 0, err
+    curve = json.loads((out / "history.json").read_text())["eval"]
+    assert [p["epoch"] for p in curve] == [1, 2]
+    assert all(0.0 <= p["image_auroc"] <= 1.0 and 0.0 <= p["pixel_auroc"] <= 1.0 for p in curve)
+    code, _, err = run_cli(["train", "--out", tmp_path / "plain", *TINY_TRAIN_ARGS], capsys)
+    assert code == 0 and "eval" not in json.loads((tmp_path / "plain" / "history.json").read_text())
+
 @pytest.mark.parametrize("flag,value,words", [
     ("--beta", "0", ["--beta 0.0", "beta must be > 0"]),
     ("--disc-start", "2", ["--disc-start 2.0", "disc_start"]),

@@ -218,7 +218,9 @@ def command(args) -> int:
             start_writing(args, out, run, wrote)
             print(f"profile={profile.name} device={device} model={profile.model.model} images={len(train_set)} "
                   f"({train_set.summary() if hasattr(train_set, 'summary') else ''})", flush=True)
-        trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet)
+        held_out = load_split(run, "test") if profile.train.eval_every else None    # --eval-every: a learning curve
+        trained = fit(train_set, profile, out_dir=out, resume=args.resume, device=device, progress=not args.quiet,
+                      eval_set=held_out)
         if is_main:
             save_trained(trained, out / MODEL_FILE, extra={"run": run})
             write_json({k: v for k, v in trained.history.items()}, out / HISTORY)
