@@ -14,7 +14,9 @@ tests/ has no ``__init__.py``):
 * ``load_tool``: a script of tools/ (not a package) as a module.
 """
 import importlib.util
+import threading
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,18 @@ def answer_range(handler, data: bytes, range_header: str):
     handler.send_response(206)
     handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
     return data[start:]
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A test server's request handler that logs nothing."""
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_locally(handler_class) -> tuple:
+    """Serve ``handler_class`` on 127.0.0.1 at a free port in a daemon thread: (server, base URL ending in /).
+    Stop it with ``server.shutdown(); server.server_close()``."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"

@@ -2,18 +2,15 @@
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import answer_range
+from conftest import QuietHandler, answer_range, serve_locally
 from PIL import Image
 
-from pvqae_lib.data import DataError, download, download_file, extract, load_mtsd, load_mvtec
-from pvqae_lib.data import downloads
+from pvqae_lib.data import DataError, download, download_file, downloads, extract, load_mtsd, load_mvtec
 
 
 class Server:
@@ -28,7 +25,7 @@ class Server:
         self.ranges, self.served = [], []
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 path = server.folder / self.path.lstrip("/")
                 if not path.is_file():
@@ -52,12 +49,7 @@ class Server:
                 server.served.append(len(body))   # recorded before sending: the client may finish first
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.httpd, self.url = serve_locally(Handler)
 
 
 @pytest.fixture

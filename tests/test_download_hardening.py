@@ -6,15 +6,12 @@ Content-Length, cut the body short, answer every Range with 416, send a 200 HTML
 import hashlib
 import io
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import answer_range, send_416
+from conftest import QuietHandler, answer_range, send_416, serve_locally
 
-from pvqae_lib.data import DataError, check_archive, download, download_file
-from pvqae_lib.data import downloads
+from pvqae_lib.data import DataError, check_archive, download, download_file, downloads
 
 
 class Crafted:
@@ -23,7 +20,7 @@ class Crafted:
         self.requests = []  # (path, Range, If-Range)
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def do_GET(self):
@@ -56,12 +53,7 @@ class Crafted:
                     body = body[: spec["cut"]]
                 self.wfile.write(body)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.httpd, self.url = serve_locally(Handler)
 
 
 @pytest.fixture
