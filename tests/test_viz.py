@@ -109,3 +109,17 @@ def test_show_image_outlines_the_mask_outside_the_defect():
     width = [np.ptp(ax.collections[0].get_paths()[0].vertices[:, 0]) for ax in (a, b)]
     assert width[1] > width[0] + 3                        # two pixels further out on each side
     plt.close(fig)
+
+
+def test_plot_level_share_draws_the_finer_share_against_the_bin_means():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pvqae_lib.viz import level_share_by, plot_level_share
+
+    table = level_share_by(np.arange(10.0), np.array([0] * 5 + [1] * 5), bins=2)
+    fig, ax = plt.subplots()
+    plot_level_share(ax, table)
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [2.0, 7.0] and list(y) == [0.0, 1.0]
+    plt.close(fig)
