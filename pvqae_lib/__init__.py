@@ -6,19 +6,45 @@ visual defect detection, with the lookup-free quantization and synthetic-anomaly
 """
 __version__ = "0.1.0"
 
-from . import (anomaly, backbones, book, budget, config, data, discriminator, features, fewshot, metrics, model, patchcore,
-               paths, pipeline, prior, quantize, routing, scoring, segmentation, train, viz, widgets)
+from . import (
+    anomaly,
+    backbones,
+    book,
+    budget,
+    config,
+    data,
+    discriminator,
+    features,
+    fewshot,
+    metrics,
+    model,
+    patchcore,
+    paths,
+    pipeline,
+    prior,
+    quantize,
+    routing,
+    scorers,
+    scoring,
+    segmentation,
+    ssim,
+    train,
+    viz,
+    widgets,
+)
 from .config import get_device, get_profile
 
-__all__ = ["anomaly", "backbones", "book", "budget", "config", "data", "discriminator", "features", "fewshot", "metrics",
-           "model", "patchcore", "paths", "pipeline", "prior", "results", "quantize", "routing", "scoring", "segmentation", "train", "viz", "widgets", "get_device",
-           "get_profile"]
+__all__ = [
+    "anomaly", "backbones", "book", "budget", "config", "data", "discriminator", "features", "fewshot", "metrics",
+    "model", "patchcore", "paths", "pipeline", "prior", "quantize", "report", "results", "routing", "scorers",
+    "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
+]
 
 
 def __getattr__(name):
-    """``pv.results`` is imported on first use: ``python -m pvqae_lib.results`` then runs the module
-    without importing it twice."""
-    if name == "results":
+    """``pv.results`` and ``pv.report`` are imported on first use: ``python -m pvqae_lib.results`` then
+    runs the module without importing it twice."""
+    if name in ("results", "report"):
         import importlib
-        return importlib.import_module(".results", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'pvqae_lib' has no attribute {name!r}")

@@ -16,7 +16,6 @@ from .config import ModelConfig
 from .quantize import build_quantizer
 from .routing import DynamicRouter
 
-
 PAD_MODE = "reflect"   # how every 3x3 convolution sees past the image border (not VQGAN's zeros)
 
 

@@ -12,17 +12,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import (ModelConfig, PriorConfig, Profile, ScoreConfig, TrainConfig, changed_settings,
-                     flat_settings, from_dict)
+from .config import (
+    ModelConfig,
+    PriorConfig,
+    Profile,
+    ScoreConfig,
+    from_dict,
+)
 from .features import collect_feature_budgets, fit_feature_model
 from .model import build_model
 from .prior import BudgetPrior, fit_prior
-from .scorers import (FeatureScorer, HeadScorer, PixelScorer, Scorer, Standardized, normal_maps_of, per_category,
-                      per_kind, resolution_shares, routed_shares)  # noqa: F401  (chapter 6 reads resolution_shares here)
+from .scorers import (
+    FeatureScorer,
+    HeadScorer,
+    PixelScorer,
+    Scorer,
+    Standardized,
+    normal_maps_of,
+    per_category,
+    per_kind,  # noqa: F401  (chapter 6 reads resolution_shares here)
+    routed_shares,
+)
 from .segmentation import SegmentationHead, train_head
 from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
 
-from .runs import MODEL_FILE  # noqa: E402  (a run directory's files are named in runs.py)
 PRIOR_KINDS = ("universal", "per-class")
 
 

@@ -4,10 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from pvqae_lib.anomaly import (AnomalyConfig, AnomalySynthesizer, anomaly_mask, blend, estimate_foreground,
-                               paint_anomalies, perlin_mask, perlin_noise, synthesize_anomaly)
+from pvqae_lib.anomaly import (
+    AnomalyConfig,
+    AnomalySynthesizer,
+    anomaly_mask,
+    blend,
+    estimate_foreground,
+    paint_anomalies,
+    perlin_mask,
+    perlin_noise,
+    synthesize_anomaly,
+)
 from pvqae_lib.data import make_synthetic, render
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,5 @@
 """The book's sources, checked without executing anything: notebooks stored without outputs, the
-python3 kernel, the Colab install cell, and one repository URL (the one in _config.yml)."""
+python3 kernel (the Colab set-up cell and the one repository URL: tests/test_colab_cell.py)."""
 import re
 from pathlib import Path
 
@@ -32,15 +32,3 @@ def test_chapter_is_stored_clean_with_the_python3_kernel(path):
             assert cell.outputs == [] and cell.execution_count is None, f"{path.name} has stored outputs"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_install_cell_is_colab_only_and_uses_the_configured_repository(path):
-    nb = nbformat.read(path, as_version=4)
-    first_code = next(c.source for c in nb.cells if c.cell_type == "code")
-    assert '"google.colab" in sys.modules' in first_code
-    assert "print(f\"profile=" in first_code
-    urls = {u for c in nb.cells for u in URL.findall(c.source)}
-    assert urls == {CONFIG["repository"]["url"]}, f"{path.name}: {urls}"
-
-
-def test_readme_install_line_uses_the_configured_repository():
-    assert set(URL.findall((ROOT / "README.md").read_text())) == {CONFIG["repository"]["url"]}

@@ -3,7 +3,6 @@ table and provenance; bad input ends with exit code 2 and one line on stderr, ne
 import json
 
 import pytest
-
 from conftest import assert_usage_error, run_cli
 
 TINY = ["--shots", "1", "--seeds", "0", "--image-size", "32", "--num-images", "8", "--epochs", "1",

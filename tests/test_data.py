@@ -7,10 +7,21 @@ import torch
 from PIL import Image
 
 from pvqae_lib.data import (
-    CATEGORIES, DEFECT_KINDS, DataError, augment, concat, load_btad, load_dataset, load_folder,
-    load_mtsd, load_mvtec, make_synthetic, mtsd_split, render,
+    CATEGORIES,
+    DEFECT_KINDS,
+    DataError,
+    augment,
+    concat,
+    load_btad,
+    load_dataset,
+    load_folder,
+    load_mtsd,
+    load_mvtec,
+    make_synthetic,
+    mtsd_split,
+    render,
+    synthetic,
 )
-from pvqae_lib.data import synthetic
 
 REAL_MTSD = Path("/work/shared/data/mtsd")
 

@@ -6,7 +6,13 @@ import pytest
 from PIL import Image
 
 from pvqae_lib.data import (
-    DataError, check_dataset, load_btad, load_folder, load_images, load_mtsd, load_mvtec,
+    DataError,
+    check_dataset,
+    load_btad,
+    load_folder,
+    load_images,
+    load_mtsd,
+    load_mvtec,
 )
 from pvqae_lib.data.files import read_image, read_mask
 

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import assert_usage_error, run_cli
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")

@@ -4,11 +4,10 @@ import pytest
 import torch
 
 from pvqae_lib.config import ModelConfig, ScoreConfig, TrainConfig
-from pvqae_lib.train import total_loss
-from pvqae_lib.features import (feature_maps, image_entropy, score_features,
-                                train_feature_autoencoder)
+from pvqae_lib.features import feature_maps, image_entropy, score_features, train_feature_autoencoder
 from pvqae_lib.model import FeatureAutoencoder, build_model
 from pvqae_lib.patchcore import PatchCore
+from pvqae_lib.train import total_loss
 
 CHANNELS = (12, 8, 4)
 

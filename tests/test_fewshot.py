@@ -3,9 +3,14 @@ import pytest
 import torch
 
 from pvqae_lib.data import DataError, make_synthetic
-from pvqae_lib.fewshot import (FewShotConfig, expand_shots, fewshot_table, format_fewshot_table, run_fewshot,
-                               select_shots)
-
+from pvqae_lib.fewshot import (
+    FewShotConfig,
+    expand_shots,
+    fewshot_table,
+    format_fewshot_table,
+    run_fewshot,
+    select_shots,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

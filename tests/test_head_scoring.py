@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, fit_tiny, run_cli, tiny_profile
+
 from pvqae_lib import pipeline
 from pvqae_lib.config import HeadConfig, ScoreConfig
 from pvqae_lib.data import make_synthetic

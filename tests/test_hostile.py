@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_TRAIN_ARGS, run_cli
+
 from pvqae_lib import runs
 from pvqae_lib.config import HeadConfig, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
 from pvqae_lib.runs import RunError, RunLock

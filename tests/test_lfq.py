@@ -5,12 +5,11 @@ import math
 
 import pytest
 import torch
-
 from conftest import TINY_TRAIN_ARGS, tiny_model_config
+
 from pvqae_lib.cli import main
 from pvqae_lib.model import PVQAE, VQVAE
 from pvqae_lib.quantize import LookupFreeQuantizer, QuantizerOutput, build_quantizer, lfq_entropies
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,6 @@ from sklearn.metrics import roc_auc_score
 from pvqae_lib import metrics
 from pvqae_lib.metrics import aupro, auroc, image_auroc, pixel_auroc, pro_curve, summarize
 
-
 # ---------------------------------------------------------------- references
 
 def brute_force_aupro(maps, masks, fpr_limit):

@@ -2,12 +2,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import tiny_model_config as tiny
+
 from pvqae_lib.budget import budget_loss, patch_entropy
 from pvqae_lib.config import ModelConfig, TrainConfig
 from pvqae_lib.model import PVQAE, VQVAE, build_model, combine_levels
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -169,9 +168,10 @@ def test_config_validation():
 
 
 def test_machine_names_cores_gpu_and_versions():
-    from pvqae_lib.config import machine
     import os
     import platform
+
+    from pvqae_lib.config import machine
     line = machine()
     assert f"{os.cpu_count()} cores" in line and f"torch {torch.__version__}" in line
     assert f"Python {platform.python_version()}" in line

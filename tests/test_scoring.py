@@ -4,16 +4,26 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, tiny_train_set
+
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.pipeline import autoencode
 from pvqae_lib.prior import fit_prior
-from pvqae_lib.scoring import (anomaly_maps, border_band, combine, gaussian_blur, mean_colour_error, peak_in_mask,
-                               peak_on_border, prior_score, recon_score, score_dataset, standardize)
+from pvqae_lib.scoring import (
+    anomaly_maps,
+    border_band,
+    combine,
+    gaussian_blur,
+    mean_colour_error,
+    peak_in_mask,
+    peak_on_border,
+    prior_score,
+    recon_score,
+    score_dataset,
+    standardize,
+)
 from pvqae_lib.train import collect_budgets, train_autoencoder
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,9 +8,15 @@ from pvqae_lib.anomaly import AnomalySynthesizer
 from pvqae_lib.config import HeadConfig, ModelConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.model import build_model
-from pvqae_lib.segmentation import (SegmentationHead, dice_focal_loss, dice_loss, evaluate_head, focal_loss,
-                                    head_maps, train_head)
-
+from pvqae_lib.segmentation import (
+    SegmentationHead,
+    dice_focal_loss,
+    dice_loss,
+    evaluate_head,
+    focal_loss,
+    head_maps,
+    train_head,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,8 +5,8 @@ from dataclasses import asdict, replace
 import numpy as np
 import pytest
 import torch
-
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
+
 from pvqae_lib import book, paths, pipeline
 from pvqae_lib.config import ModelConfig, Profile, TrainConfig, changed_settings, quick_profile
 from pvqae_lib.data import make_synthetic

@@ -48,7 +48,7 @@ class ImageSet(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.images[i], self.masks[i], self.labels[i], self.categories[i]
 
-    def subset(self, index) -> "ImageSet":
+    def subset(self, index) -> ImageSet:
         """A new ImageSet with the images at ``index`` (a list or 1-D tensor of ints), in that order."""
         index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
         rows = index.tolist()
@@ -62,7 +62,7 @@ class ImageSet(torch.utils.data.Dataset):
             category_names=list(self.category_names),
         )
 
-    def of_category(self, name: str) -> "ImageSet":
+    def of_category(self, name: str) -> ImageSet:
         """The images of one category (by name), e.g. for per-category evaluation."""
         if name not in self.category_names:
             raise DataError(f"unknown category {name!r}; known: {', '.join(self.category_names)}")
