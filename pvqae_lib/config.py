@@ -51,7 +51,8 @@ class ModelConfig:
                          "backbone also ae (no quantization) and patchcore (a memory bank)",
                          choices=("pvqae", "vqvae", "ae", "patchcore"))
     backbone: str = setting("pixel", "the encoder: pixel (the paper's, trained from scratch) or a frozen pretrained "
-                            "pyramid (efficientnet-lite0 offline; wide-resnet50 downloads its weights)", choices=BACKBONES)
+                            "pyramid (efficientnet-lite0 offline; wide-resnet50 downloads its weights)",
+                            choices=BACKBONES)
     quantizer: str = setting("vq", "vq (codebook lookup) or lfq (lookup-free: codebook_size = 2**code_dim, "
                              "2**16 unless --code-dim is given)", choices=("vq", "lfq"))
     image_size: int = setting(64, "image side in pixels (a multiple of 32 on a feature backbone)")
@@ -87,7 +88,8 @@ class ModelConfig:
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
         if len(self.level_mults) < self.num_levels:
-            raise ValueError(f"level_mults needs one entry per level (num_levels {self.num_levels}), got {self.level_mults}")
+            raise ValueError(f"level_mults needs one entry per level (num_levels {self.num_levels}), "
+                             f"got {self.level_mults}")
         if not 0 <= self.vq_level < self.num_levels:
             raise ValueError(f"vq_level must be in [0, {self.num_levels - 1}], got {self.vq_level}")
         self.stem_mults, self.level_mults = tuple(self.stem_mults), tuple(self.level_mults)
@@ -137,7 +139,8 @@ class TrainConfig:
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
         if not 0 <= self.disc_start <= 1 or self.disc_weight < 0:
-            raise ValueError(f"disc_start must be in [0, 1] and disc_weight >= 0, got {self.disc_start}, {self.disc_weight}")
+            raise ValueError(f"disc_start must be in [0, 1] and disc_weight >= 0, "
+                             f"got {self.disc_start}, {self.disc_weight}")
         if self.lambda_max < 0 or self.feature_noise < 0 or self.num_workers < 0:
             raise ValueError(f"lambda_max, feature_noise and num_workers must be >= 0, got {self.lambda_max}, "
                              f"{self.feature_noise}, {self.num_workers}")
@@ -162,7 +165,8 @@ class PriorConfig:
     def __post_init__(self):
         check_numbers(self, positive=("lr",), at_least_one=("dim", "heads", "steps", "batch_size"))
         if not 0 <= self.dropout < 1 or not 0 <= min(self.mask_ratio) <= max(self.mask_ratio) <= 1:
-            raise ValueError(f"dropout must be in [0, 1) and mask_ratio in [0, 1], got {self.dropout}, {self.mask_ratio}")
+            raise ValueError(f"dropout must be in [0, 1) and mask_ratio in [0, 1], "
+                             f"got {self.dropout}, {self.mask_ratio}")
 
 
 @dataclass
@@ -311,6 +315,6 @@ def from_dict(cls, data: dict):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-__all__ = ["with_backbone", "FEATURE_IMAGE_SIZE", "ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig", "HeadConfig", "Profile", "quick_profile",
-           "full_profile", "get_profile", "get_device", "from_dict", "profile_from_dict", "changed_settings",
-           "flat_settings", "replace"]
+__all__ = ["with_backbone", "FEATURE_IMAGE_SIZE", "ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig",
+           "HeadConfig", "Profile", "quick_profile", "full_profile", "get_profile", "get_device", "from_dict",
+           "profile_from_dict", "changed_settings", "flat_settings", "replace"]

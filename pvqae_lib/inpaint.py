@@ -98,7 +98,8 @@ class DiffusionInpainter:
         return image * (1 - m) + generated * m                                     # paste back inside the mask
 
     def anomaly(self, image: torch.Tensor, generator: torch.Generator | None = None, class_name: str = "object",
-                foreground: torch.Tensor | None = None, cfg: AnomalyConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                foreground: torch.Tensor | None = None,
+                cfg: AnomalyConfig | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The AGM for one normal image: a Perlin mask (inside ``foreground`` if given), inpainting
         with LFQUIAD's two prompts, then β-blending (Sec. 3.2). Returns (image (3, H, W), mask (1, H, W))."""
         cfg = cfg or AnomalyConfig()

@@ -231,10 +231,11 @@ class FeatureAutoencoder(nn.Module):
 
     The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.backbones`); everything above
     the encoder is the paper's. Per level, a 1x1 projection of the whole pyramid at that level's
-    resolution gives the routing features and the codes z_r; the Dynamic Routing Module picks one level per coarse patch (Gumbel-Softmax); each
-    level is quantized (VQ or LFQ) and Σ_r b_r ⊙ q_r on the finest grid is decoded. The decoder
-    reconstructs the *features*: every level, standardized per channel with the training images'
-    statistics and brought to the finest grid (:meth:`target`), so S_recon is a feature error.
+    resolution gives the routing features and the codes z_r; the Dynamic Routing Module picks one
+    level per coarse patch (Gumbel-Softmax); each level is quantized (VQ or LFQ) and Σ_r b_r ⊙ q_r
+    on the finest grid is decoded. The decoder reconstructs the *features*: every level,
+    standardized per channel with the training images' statistics and brought to the finest grid
+    (:meth:`target`), so S_recon is a feature error.
 
     ``cfg.model`` picks the variant on the same features: 'pvqae' (routed, three codebooks),
     'vqvae' (one codebook at ``cfg.vq_level``), 'ae' (the same network with no quantization: what
@@ -286,7 +287,8 @@ class FeatureAutoencoder(nn.Module):
         out, start = [], 0
         for f in levels:
             c = f.shape[1]
-            out.append((f.float() - self.mean[start:start + c].view(1, -1, 1, 1)) / self.std[start:start + c].view(1, -1, 1, 1))
+            out.append((f.float() - self.mean[start:start + c].view(1, -1, 1, 1))
+                       / self.std[start:start + c].view(1, -1, 1, 1))
             start += c
         return out
 

@@ -88,7 +88,8 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
                   else collect_feature_budgets(model, features))
         for kind in prior_kinds:
             if kind == "per-class" and len(train_set.category_names) == 1 and "universal" in trained.priors:
-                trained.priors[kind], trained.prior_losses[kind] = trained.priors["universal"], trained.prior_losses["universal"]
+                trained.priors[kind] = trained.priors["universal"]
+                trained.prior_losses[kind] = trained.prior_losses["universal"]
                 continue                          # one category: the per-class prior is the universal one
             classes = trained.prior_classes(kind, train_set.categories)
             num_classes = 1 if kind == "universal" else len(train_set.category_names)
@@ -127,7 +128,8 @@ def load_trained(path: Path, device=None) -> Trained:
     model.load_state_dict(ckpt["model"])
     priors = {}
     for kind, p in ckpt["priors"].items():
-        prior = BudgetPrior(p["num_levels"], p["num_tokens"], p["num_classes"], from_dict(PriorConfig, ckpt["prior_config"]))
+        prior = BudgetPrior(p["num_levels"], p["num_tokens"], p["num_classes"],
+                            from_dict(PriorConfig, ckpt["prior_config"]))
         prior.load_state_dict(p["state"])
         priors[kind] = prior.to(device).eval()
     head = None

@@ -267,8 +267,10 @@ def benchmark_table(results: Path | str = RESULTS) -> str:
                       "|---|---|---|---|---|---|---|---|"]
             for r in b["feature_rows"]:
                 fit = r["fit_seconds_per_image"]
-                lines.append(f"| {r['backbone']} | {r['model']} | {r['image_size']} | {r['extract_images_per_second']:.1f} | "
-                             f"{na(r['train_images_per_second'], '.1f')} | {na(None if fit is None else fit * 1000, '.1f')} | "
+                lines.append(f"| {r['backbone']} | {r['model']} | {r['image_size']} | "
+                             f"{r['extract_images_per_second']:.1f} | "
+                             f"{na(r['train_images_per_second'], '.1f')} | "
+                             f"{na(None if fit is None else fit * 1000, '.1f')} | "
                              f"{r['inference_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) or "No benchmark JSON committed."
@@ -335,7 +337,8 @@ def generated(results_dir: Path | str = RESULTS) -> tuple[list, list]:
     [(file, (start, end), block text)] for the marked blocks (README headline, docs/status.md benchmark)."""
     index = build_index(results_dir)
     files = [(Path(results_dir) / INDEX_FILE, index_csv(index)), (PAGE, results_page(index) + "\n")]
-    blocks = [(README, HEADLINE_MARKERS, headline_table(index)), (STATUS, BENCHMARK_MARKERS, benchmark_table(results_dir)),
+    blocks = [(README, HEADLINE_MARKERS, headline_table(index)),
+              (STATUS, BENCHMARK_MARKERS, benchmark_table(results_dir)),
               (STATUS, FEATURE_MARKERS, feature_table(index))]
     return files, blocks
 

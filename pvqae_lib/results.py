@@ -71,10 +71,11 @@ PROVENANCE_COLUMNS = ["device", "machine", "seconds", "train_seconds", "git_comm
                       "train_command"]
 COLUMNS = (["file", "kind"] + [c for c, _, _ in CONFIG_COLUMNS] + METRIC_COLUMNS + PROVENANCE_COLUMNS)
 BOOL_COLUMNS = ["train.augment", "train.restore_anomalies", "head.enabled", "standardized"]
-FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc", "pixel_auroc", "pro", "image_auroc_pooled",
-                 "pixel_auroc_pooled", "pro_pooled", "seconds", "train_seconds"]
-INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level", "train.epochs", "train.seed",
-               "num_test"]
+FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc",
+                 "pixel_auroc", "pro", "image_auroc_pooled", "pixel_auroc_pooled", "pro_pooled", "seconds",
+                 "train_seconds"]
+INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level", "train.epochs",
+               "train.seed", "num_test"]
 # What makes two evaluations the same configuration (so that their seeds may be averaged):
 # everything but the seed, the files and the provenance. A head trained after the autoencoder
 # (head.enabled) is part of it: such a run's autoencoder was trained again, on its own.
@@ -138,7 +139,8 @@ def _text(column: pd.Series) -> pd.Series:
 
 def _typed(index: pd.DataFrame) -> pd.DataFrame:
     """The same dtypes however the index was made: text as strings, flags as pandas' nullable
-    booleans, counts as nullable integers (empty for non-evaluate rows), so that a query's ``not standardized`` is a logical, not a bitwise, negation."""
+    booleans, counts as nullable integers (empty for non-evaluate rows), so that a query's
+    ``not standardized`` is a logical, not a bitwise, negation."""
     for c in INT_COLUMNS:
         index[c] = index[c].astype("Int64")
     for c in FLOAT_COLUMNS:
@@ -185,7 +187,8 @@ def seed_stats(groups: dict, index: pd.DataFrame | None = None) -> pd.DataFrame:
     index = load_index() if index is None else index
     rows = []
     for label, pattern in groups.items():
-        hit = index[(index["kind"] == "evaluate") & index["file"].map(lambda f: fnmatch.fnmatch(f, pattern))]
+        matches = index["file"].map(lambda f, pattern=pattern: fnmatch.fnmatch(f, pattern))
+        hit = index[(index["kind"] == "evaluate") & matches]
         if hit.empty:
             continue
         row = {"label": label, "seeds": len(hit), "files": ", ".join(hit["file"])}

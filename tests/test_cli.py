@@ -57,7 +57,8 @@ def test_train_and_evaluate(tmp_path, capsys):
 
     # --standardize: scored against the training images, recorded in the result and its configuration
     std_path = tmp_path / "results" / "std.json"
-    code, stdout, err = run_cli(["evaluate", "--run", out, "--prior", "none", "--standardize", "--json", std_path], capsys)
+    code, stdout, err = run_cli(["evaluate", "--run", out, "--prior", "none", "--standardize", "--json", std_path],
+                                capsys)
     assert code == 0, err
     std = json.loads(std_path.read_text())
     assert std["standardized"] is True and std["config"]["score"]["standardize"] is True
@@ -73,7 +74,8 @@ def test_train_and_evaluate(tmp_path, capsys):
 def test_subprocess_bad_input_has_no_traceback(tmp_path):
     """The real entry point: ``python -m pvqae_lib`` with a bad --tau."""
     proc = subprocess.run([sys.executable, "-m", "pvqae_lib", "train", "--out", str(tmp_path / "r"), "--tau", "0"],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PVQAE_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PVQAE_DEVICE": "cpu", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "--tau" in proc.stderr
@@ -199,7 +201,8 @@ def test_training_overrides_reach_the_recorded_profile():
     assert (p.train.lambda_max, p.train.epochs, p.train.augment) == (0.5, 3, False)
     default = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--profile", "quick"]))
     assert default.train.augment is True and default.model.vq_level == 2
-    middle = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--model", "vqvae", "--vq-level", "1"]))
+    middle = profile_from_args(build_parser().parse_args(["train", "--out", "x", "--model", "vqvae",
+                                                          "--vq-level", "1"]))
     assert middle.model.vq_level == 1
 
 

@@ -59,7 +59,8 @@ def test_predict_writes_scores_maps_and_provenance(run_and_images, tmp_path, cap
     # commands run in-process (as ``demo`` runs train and evaluate) record their own arguments
     assert info["train_command"] == "python -m pvqae_lib train --out " + " ".join([str(run), *TINY_TRAIN_ARGS])
     assert info["images"] == 6 and info["prior"] == "universal" and info["threshold"] == 0.02
-    assert info["calibrated_on_normal_test_images"] and info["command"] == f"python -m pvqae_lib predict --run {run} --images {images} --out {out} --threshold 0.02"
+    assert info["calibrated_on_normal_test_images"] and info["command"] == (
+        f"python -m pvqae_lib predict --run {run} --images {images} --out {out} --threshold 0.02")
     assert str(out / "predictions.csv") in stdout
 
     # existing predictions are kept without --force

@@ -139,7 +139,8 @@ def test_imageset_helpers(synth_test):
     sub = s.subset(torch.tensor([5, 0, 200]))
     assert len(sub) == 3 and sub.paths == [s.paths[5], s.paths[0], s.paths[200]]
     x, m, y, c = sub[2]
-    assert torch.equal(x, s.images[200]) and torch.equal(m, s.masks[200]) and y == s.labels[200] and c == s.categories[200]
+    assert (torch.equal(x, s.images[200]) and torch.equal(m, s.masks[200]) and y == s.labels[200]
+            and c == s.categories[200])
     disc = s.of_category("disc")
     assert len(disc) == 120 and (disc.categories == 2).all()
     assert "disc: good 40, crack 20, hole 20, scratch 20, stain 20" in s.summary()

@@ -19,7 +19,8 @@ from pvqae_lib.data.files import read_image, read_mask
 
 def _save(a_or_im, path: Path, mode=None):
     path.parent.mkdir(parents=True, exist_ok=True)
-    im = a_or_im if isinstance(a_or_im, Image.Image) else Image.fromarray(a_or_im, mode) if mode else Image.fromarray(a_or_im)
+    im = (a_or_im if isinstance(a_or_im, Image.Image)
+          else Image.fromarray(a_or_im, mode) if mode else Image.fromarray(a_or_im))
     im.save(path)
     return path
 
@@ -60,7 +61,8 @@ def test_32bit_int_and_float_images(tmp_path):
     x = read_image(small, 2)[0][..., 0]
     assert np.allclose(x, np.array([[0, 1000], [30000, 65535]]) / 65535, atol=1e-6)
     big = _save(Image.fromarray(np.array([[-100, 0], [100000, 200000]], np.int32), "I"), tmp_path / "j.tif")
-    assert np.allclose(read_image(big, 2)[0][..., 0], (np.array([[-100, 0], [100000, 200000]]) + 100) / 200100, atol=1e-6)
+    assert np.allclose(read_image(big, 2)[0][..., 0], (np.array([[-100, 0], [100000, 200000]]) + 100) / 200100,
+                       atol=1e-6)
     unit = _save(Image.fromarray(np.array([[0.0, 0.25], [0.5, 1.0]], np.float32)), tmp_path / "f.tif")
     assert np.allclose(read_image(unit, 2)[0][..., 1], [[0, 0.25], [0.5, 1.0]])  # [0, 1] kept as is
     wide = _save(Image.fromarray(np.array([[-5.0, 0.0], [5.0, 15.0]], np.float32)), tmp_path / "w.tif")

@@ -46,7 +46,8 @@ def test_demo_feature_backbone_runs_three_models_then_reuses_them(tmp_path, caps
         result = json.loads((out / "efficientnet-lite0" / f"{name}.json").read_text())
         assert result["model"] == name and result["config"]["model"]["backbone"] == "efficientnet-lite0"
         assert result["train_command"].startswith("python -m pvqae_lib train --model " + name)
-    assert json.loads((out / "efficientnet-lite0" / "pvqae_standardized.json").read_text())["config"]["score"]["standardize"]
+    standardized = json.loads((out / "efficientnet-lite0" / "pvqae_standardized.json").read_text())
+    assert standardized["config"]["score"]["standardize"]
 
     # a second call reuses the runs (same train commands): no training, the recorded seconds starred
     code, stdout, err = run_cli(["demo", "--out", out, "--no-standardize", *TINY_DEMO], capsys)
@@ -94,8 +95,9 @@ def test_demo_out_is_a_file(tmp_path, capsys):
 @pytest.mark.slow
 def test_benchmark_feature_backbone_reports_extraction_training_fit_scoring_memory(tmp_path, capsys):
     path = tmp_path / "b.json"
-    code, stdout, err = run_cli(["benchmark", "--backbones", "efficientnet-lite0", "--steps", "1", "--feature-size", "64",
-                                 "--batch-size", "2", "--fit-images", "4", "--json", path], capsys)
+    code, stdout, err = run_cli(["benchmark", "--backbones", "efficientnet-lite0", "--steps", "1",
+                                 "--feature-size", "64", "--batch-size", "2", "--fit-images", "4", "--json", path],
+                                capsys)
     assert code == 0, err
     b = json.loads(path.read_text())
     assert b["rows"] == [] and b["step_ratio_pvqae_over_vqvae"] == {} and b["backbones"] == ["efficientnet-lite0"]

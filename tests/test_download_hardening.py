@@ -165,7 +165,7 @@ def test_416_for_part_of_the_right_length_but_wrong_content(crafted, tmp_path):
     data = _zip_bytes()
     crafted.files["a.zip"] = {"body": data, "etag": '"v1"', "always_416": True}
     (tmp_path / "a.zip.part").write_bytes(b"\0" * len(data))
-    (tmp_path / "a.zip.part.validator").write_text('{"url": "%sa.zip", "validator": "\\"v1\\""}' % crafted.url)
+    (tmp_path / "a.zip.part.validator").write_text(f'{{"url": "{crafted.url}a.zip", "validator": "\\"v1\\""}}')
     _one_line_error("a.zip", download_file, crafted.url + "a.zip", tmp_path / "a.zip", None, progress=False)
     assert _leftovers(tmp_path) == []
     (tmp_path / "a.zip.part").write_bytes(b"\0" * len(data))

@@ -337,8 +337,8 @@ def test_non_finite_threshold(finished, images, tmp_path, capsys):
 @pytest.mark.parametrize("config,kwargs", [(TrainConfig, {"lr": math.nan}), (TrainConfig, {"lambda_max": math.inf}),
                                            (TrainConfig, {"disc_weight": math.nan}), (ModelConfig, {"tau": math.inf}),
                                            (ModelConfig, {"beta": math.nan}), (PriorConfig, {"lr": math.inf}),
-                                           (PriorConfig, {"mask_ratio": (0.1, math.nan)}), (HeadConfig, {"lr": math.nan}),
-                                           (ScoreConfig, {"smooth_sigma": math.inf})])
+                                           (PriorConfig, {"mask_ratio": (0.1, math.nan)}),
+                                           (HeadConfig, {"lr": math.nan}), (ScoreConfig, {"smooth_sigma": math.inf})])
 def test_configs_refuse_non_finite_numbers(config, kwargs):
     with pytest.raises(ValueError, match="finite"):
         config(**kwargs)

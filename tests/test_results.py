@@ -142,7 +142,8 @@ def test_headline_averages_the_seeds_of_one_configuration(tmp_path):
 
 def test_headline_skips_a_selector_that_matches_nothing(tmp_path):
     index = R.build_index(folder_with(tmp_path, SEEDS))
-    selectors = [P.Headline("none yet", "`model.backbone` == 'lite0'"), P.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
+    selectors = [P.Headline("none yet", "`model.backbone` == 'lite0'"),
+                 P.Headline("VQ-VAE", "`model.model` == 'vqvae'")]
     assert [r["label"] for r in P.headline_rows(index, selectors)] == ["VQ-VAE"]
 
 
@@ -190,7 +191,7 @@ def test_results_page_is_plain_myst(tmp_path):
 
 def test_the_committed_page_is_plain_myst():
     page = P.PAGE.read_text().splitlines()
-    tables, current = [], None
+    current = None
     for line in page:
         if line.startswith("|"):
             n = len(re.findall(r"(?<!\\)\|", line))

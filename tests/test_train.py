@@ -325,7 +325,8 @@ def test_committed_results_and_sweep_of_keep_one_varied_setting(tmp_path):
                                   train=replace(quick.train, epochs=100)),
             "e100_lmax": replace(quick, train=replace(quick.train, epochs=100, lambda_max=2.5)),
             "seed1": replace(quick, train=replace(quick.train, seed=1)),
-            "e100_lfq": replace(quick, model=replace(quick.model, quantizer="lfq", codebook_size=2 ** 16), train=replace(quick.train, epochs=100))}
+            "e100_lfq": replace(quick, model=replace(quick.model, quantizer="lfq", codebook_size=2 ** 16),
+                                train=replace(quick.train, epochs=100))}
     for name, profile in runs.items():
         (results / f"synthetic_{name}.json").write_text(json.dumps({"config": profile.to_dict()}))
     (results / "benchmark.json").write_text(json.dumps({"rows": []}))      # no configuration: never in a sweep

@@ -68,7 +68,7 @@ def warm(timeout: int) -> tuple[float, str | None]:
     seconds = time.perf_counter() - start
     sys.stderr.write(done.stdout)
     if done.returncode:
-        last = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1]
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return seconds, last[:200]
     return seconds, None
 

@@ -15,7 +15,8 @@ from .transforms import augment
 __all__ = [
     "DataError", "ImageSet", "concat",
     "make_synthetic", "render", "CATEGORIES", "DEFECT_KINDS",
-    "load_dataset", "check_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder", "mtsd_split",
+    "load_dataset", "check_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder",
+    "mtsd_split",
     "image_files", "load_images",
     "augment",
     "download", "download_file", "extract", "check_archive", "DATASETS",

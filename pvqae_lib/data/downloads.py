@@ -173,7 +173,8 @@ def download_file(url: str, dest, sha256: str | None, *, chunk_size: int = 1 << 
             try:
                 dest.unlink()
             except OSError as e2:
-                raise DataError(f"cannot delete the broken archive {dest} ({one_line(e2)}); delete it yourself") from None
+                raise DataError(f"cannot delete the broken archive {dest} ({one_line(e2)}); "
+                                "delete it yourself") from None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -78,7 +78,7 @@ class ImageSet(torch.utils.data.Dataset):
         """Counts per category and kind, e.g. ``'tile: good 40, crack 20 | weave: ...'``."""
         counts = Counter((self.category_names[c], k) for c, k in zip(self.categories.tolist(), self.kinds))
         lines = [f"{len(self)} images, {self.size}x{self.size} px, {int(self.labels.sum())} defective"]
-        for c, name in enumerate(self.category_names):
+        for name in self.category_names:
             kinds = sorted({k for (cn, k) in counts if cn == name}, key=lambda k: (k != "good", k))
             parts = [f"{k} {counts[(name, k)]}" for k in kinds]
             lines.append(f"  {name}: " + (", ".join(parts) if parts else "(none)"))
