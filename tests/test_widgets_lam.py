@@ -123,3 +123,14 @@ def test_seed_spread_and_beyond_spread():
     assert spread.loc[0.5, "mean level std"] == pytest.approx(0.1)
     assert lam_widget.beyond_spread(spread, 0.5, 2.5, "mean level")
     assert not lam_widget.beyond_spread(spread, 0.5, 2.5, "image AUROC")
+
+
+def test_sweep_settings_and_profile():
+    import pvqae_lib as pv
+    runs = lam_widget.sweep_settings()
+    assert len(runs) == 3 + 3 * 3 - 1                       # the linear λmax=1 seed-0 run is Table II's
+    assert {"schedule": "linear", "lambda_max": 1.0} in runs and {"schedule": "linear", "lambda_max": 2.5, "seed": 2} in runs
+    profile = pv.get_profile("quick")
+    sp = lam_widget.sweep_profile(profile)
+    assert sp.train.epochs == profile.sweep_epochs and sp.num_train == profile.num_train // 3
+    assert sp.train.batch_size == max(1, profile.train.batch_size // 2)

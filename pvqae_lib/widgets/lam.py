@@ -112,6 +112,52 @@ def plot_lambda_views(models: dict, image, mask=None):
 
 # --- The chapter's sweeps: one cached model per setting, and what the seeds say about a gap ----------------
 
+SCHEDULES = ("constant", "cosine", "linear")   # Table II, each ending at λmax = 1
+LAMBDA_MAXES = (0.5, 1.0, 2.5)                 # Fig. 5, linear schedule
+SEEDS = (0, 1, 2)
+
+
+def sweep_profile(profile):
+    """Chapter 5's shortened profile for its sweeps: ``pv.book.sweep_profile`` (fewer epochs), then a
+    third of the training and test images, half the batch size (more, smaller steps for the same
+    compute) and a sixth of the prior's training steps."""
+    from dataclasses import replace
+
+    from ..book import sweep_profile as book_sweep_profile
+    sp = book_sweep_profile(profile)
+    return replace(sp, num_train=sp.num_train // 3, num_test=sp.num_test // 3,
+                   train=replace(sp.train, batch_size=max(1, sp.train.batch_size // 2)),
+                   prior=replace(sp.prior, steps=max(1, sp.prior.steps // 6)))
+
+
+def sweep_settings() -> list[dict]:
+    """The overrides of every model Chapter 5 trains through the cache: the three schedules, then
+    λmax × seeds with the linear schedule (seed 0 left implicit, so it shares the schedule run)."""
+    runs = [{"schedule": s, "lambda_max": 1.0} for s in SCHEDULES]
+    runs += [{"schedule": "linear", "lambda_max": lam, **({"seed": seed} if seed else {})}
+             for lam in LAMBDA_MAXES for seed in SEEDS]
+    unique = []
+    for run in runs:
+        if run not in unique:
+            unique.append(run)
+    return unique
+
+
+def warm_sweeps(profile, progress: bool = False) -> dict:
+    """Train (or load) every model of Chapter 5's sweeps into the book's cache, as
+    ``pv.book.warm_book_cache`` does for the shared models, so the chapter's own run only loads
+    them; returns seconds per model."""
+    import time
+
+    from ..book import book_model
+    sp, seconds = sweep_profile(profile), {}
+    for run in sweep_settings():
+        t0 = time.time()
+        book_model(sp, "pvqae", progress=progress, prior_kinds=("universal",), **run)
+        seconds[str(run)] = round(time.time() - t0, 1)
+    return seconds
+
+
 def sweep_run(profile, test_set, **overrides) -> tuple:
     """One model of Chapter 5's sweeps: ``pv.book.book_model(profile, "pvqae", **overrides)`` with the
     universal prior only (the only prior the sweeps score with), evaluated on ``test_set``.
@@ -152,5 +198,5 @@ def beyond_spread(spread, a, b, metric: str) -> bool:
     return bool(gap > spread.loc[a, f"{metric} std"] + spread.loc[b, f"{metric} std"])
 
 
-__all__ = ["beyond_spread", "lambda_view", "pick_model", "plot_lambda_view", "plot_lambda_views", "seed_spread",
-           "sweep_run"]
+__all__ = ["LAMBDA_MAXES", "SCHEDULES", "SEEDS", "beyond_spread", "lambda_view", "pick_model", "plot_lambda_view",
+           "plot_lambda_views", "seed_spread", "sweep_profile", "sweep_run", "sweep_settings", "warm_sweeps"]
