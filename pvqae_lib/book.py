@@ -117,8 +117,9 @@ def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bo
     unknown = set(overrides) - mkeys - tkeys
     if unknown:
         raise ValueError(f"unknown configuration keys: {sorted(unknown)}")
-    p = replace(profile, model=replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys}),
-                train=replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys}))
+    model_cfg = replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys})
+    train_cfg = replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys})
+    p = replace(profile, model=model_cfg, train=train_cfg)
     return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress,
                          prior_kinds=prior_kinds)
 

@@ -30,7 +30,7 @@ from .scorers import (
     Standardized,
     normal_maps_of,
     per_category,
-    per_kind,  # noqa: F401  (chapter 6 reads resolution_shares here)
+    per_kind,
     routed_shares,
 )
 from .segmentation import SegmentationHead, train_head

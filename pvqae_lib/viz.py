@@ -4,7 +4,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap
 
 LEVEL_COLORS = ["#3b6fb6", "#e8a90c", "#c2185b"]          # coarse (blue), middle (gold), fine (magenta)
 LEVEL_NAMES = ["coarse", "middle", "fine"]

@@ -28,6 +28,7 @@ def test_level_grid_draws_the_codes_each_level_spends():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from pvqae_lib.viz import draw_level_grid, level_handles
 
     for level, lines in [(0, 0), (1, 2), (2, 6)]:            # 2**r - 1 cuts each way
@@ -42,6 +43,7 @@ def test_heat_maps_carry_a_colorbar():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from pvqae_lib.viz import heatmap_figure, show_heat, show_patch_map
 
     fig, (a, b) = plt.subplots(1, 2)
@@ -99,6 +101,7 @@ def test_show_image_outlines_the_mask_outside_the_defect():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from pvqae_lib.viz import show_image
 
     mask = np.zeros((16, 16))
@@ -115,6 +118,7 @@ def test_plot_level_share_draws_the_finer_share_against_the_bin_means():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from pvqae_lib.viz import level_share_by, plot_level_share
 
     table = level_share_by(np.arange(10.0), np.array([0] * 5 + [1] * 5), bins=2)

@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import fit_tiny, tiny_model_config, tiny_profile  # noqa: E402
 
 import pvqae_lib.widgets.allocation as allocation  # noqa: E402
-from conftest import fit_tiny, tiny_model_config, tiny_profile  # noqa: E402
 from pvqae_lib import pipeline  # noqa: E402
 from pvqae_lib.config import ScoreConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402

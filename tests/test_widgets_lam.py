@@ -6,8 +6,8 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_profile, tiny_train_set  # noqa: E402
+
 from pvqae_lib.config import TrainConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
 from pvqae_lib.scoring import recon_score  # noqa: E402
@@ -129,7 +129,8 @@ def test_sweep_settings_and_profile():
     import pvqae_lib as pv
     runs = lam_widget.sweep_settings()
     assert len(runs) == 3 + 3 * 3 - 1                       # the linear λmax=1 seed-0 run is Table II's
-    assert {"schedule": "linear", "lambda_max": 1.0} in runs and {"schedule": "linear", "lambda_max": 2.5, "seed": 2} in runs
+    assert {"schedule": "linear", "lambda_max": 1.0} in runs
+    assert {"schedule": "linear", "lambda_max": 2.5, "seed": 2} in runs
     profile = pv.get_profile("quick")
     sp = lam_widget.sweep_profile(profile)
     assert sp.train.epochs == profile.sweep_epochs and sp.num_train == profile.num_train // 3

@@ -153,4 +153,4 @@ def test_widgets_package_lazy_optional_modules():
     import pvqae_lib.widgets as widgets
     assert widgets.tau is wtau and widgets.budget is wbudget
     with pytest.raises(AttributeError):
-        widgets.no_such_module
+        _ = widgets.no_such_module

@@ -39,7 +39,9 @@ def cell_source() -> str:
         "# Colab only: clone the book's repository (its committed results and models come with it), install\n"
         "# its library and run from the chapter's folder. Elsewhere this cell does nothing.\n"
         "# (Written by tools/colab_cell.py from _config.yml, the one place that holds the URL.)\n"
-        "import os, subprocess, sys\n"
+        "import os\n"
+        "import subprocess\n"
+        "import sys\n"
         "\n"
         'if "google.colab" in sys.modules:\n'
         f'    repo, home = "{url}", "/content/pvqae-book"\n'

@@ -9,12 +9,17 @@ static fallback). Neither needs a browser; tests/test_widgets_lam.py checks them
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from ..scoring import recon_score
 from ..viz import LEVEL_NAMES, level_handles, overlay_levels, to_numpy_image
+
+if TYPE_CHECKING:                 # for the annotations only: pandas is imported where it is used
+    import pandas as pd
 
 
 def pick_model(models: dict, lam: float):
@@ -178,7 +183,7 @@ def sweep_run(profile, test_set, **overrides) -> tuple:
     return trained, result, row
 
 
-def seed_spread(rows, by: str, metrics) -> "pd.DataFrame":
+def seed_spread(rows, by: str, metrics) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds: ``rows`` a DataFrame with a column ``by`` (the
     setting, e.g. ``lambda_max``) and one row per seed; one row per setting, columns
     ``<metric> mean``, ``<metric> std`` and ``seeds``."""
