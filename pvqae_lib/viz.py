@@ -76,9 +76,15 @@ def show_heat(ax, image, heat, title: str | None = None, mask=None, vmax: float 
     panel's own colorbar (from ``vmin`` to ``vmax``, the map's maximum when None)."""
     ax.imshow(to_numpy_image(image))
     im = ax.imshow(np.asarray(heat), cmap="jet", alpha=0.5, vmin=vmin, vmax=vmax)
+    return _finish_panel(ax, im, mask, "white", 0.8, title, 9, colorbar)
+
+
+def _finish_panel(ax, im, mask, mask_color: str, line_width: float, title, fontsize: int, colorbar: bool):
+    """What every map panel ends with: the defect mask outlined, the title, no axes, its own colorbar
+    when asked for; returns the map's image handle."""
     if mask is not None and np.asarray(mask).any():
-        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="white", linewidths=0.8)
-    ax.set_title(title or "", fontsize=9)
+        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors=mask_color, linewidths=line_width)
+    ax.set_title(title or "", fontsize=fontsize)
     ax.axis("off")
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
@@ -93,13 +99,7 @@ def show_patch_map(ax, image, values, title: str | None = None, mask=None, cmap:
     H, W = np.asarray(image.shape[-2:])
     im = ax.imshow(np.asarray(values), cmap=cmap, vmin=vmin, vmax=vmax, extent=(0, W, H, 0),
                    interpolation="nearest")
-    if mask is not None and np.asarray(mask).any():
-        ax.contour(np.asarray(mask).squeeze(), levels=[0.5], colors="red", linewidths=0.9)
-    ax.set_title(title or "", fontsize=8)
-    ax.axis("off")
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    return im
+    return _finish_panel(ax, im, mask, "red", 0.9, title, 8, colorbar)
 
 
 def heat_overlay(image, heat, vmax: float, alpha: float = 0.5) -> np.ndarray:
