@@ -19,7 +19,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import IDENTITY, INDEX_FILE, RESULTS, ROOT, build_index, index_csv, load_index, seed_stats, seed_table
+from .results import (
+    INDEX_FILE,
+    LITE0,
+    LITE0_RUNS,
+    PAPER_SCORE,
+    PROFILE_TRAINING,
+    PVQAE_S_RECON,
+    QUICK_PIXEL,
+    RESULTS,
+    ROOT,
+    VQ64,
+    build_index,
+    index_csv,
+    load_index,
+    one_configuration,
+    seed_stats,
+    seed_table,
+    where,
+)
 
 PAGE = ROOT / "book" / "results.md"
 README = ROOT / "README.md"
@@ -76,24 +94,6 @@ class Headline:
 # The PVQAE paper (Cheng, Qu & Lee, arXiv 2501.09187) on MTSD: image / pixel AUROC.
 PAPER_MTSD = (0.992, 0.965)
 
-# Conditions the selectors share (pandas query syntax; dotted columns in backticks).
-QUICK_PIXEL = "profile == 'quick' and image_size == 64 and `model.backbone` == 'pixel'"
-PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `model.tau` == 1.0 "
-                    "and `train.augment`")
-PAPER_SCORE = ("`score.scorer` == 'pvqae' and not standardized and not `head.enabled` "
-               "and not `train.restore_anomalies`")                     # S = S_prior x S_recon, as the paper
-VQ64 = "`model.quantizer` == 'vq' and `model.codebook_size` == 64"
-# PVQAE on the frozen EfficientNet-Lite0 pyramid (chapter 8b), the profile's feature training
-LITE0 = ("dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0' "
-         "and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `train.feature_noise` == 0 "
-         "and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
-
-
-def where(*conditions: str) -> str:
-    """The conjunction of query conditions."""
-    return " and ".join(f"({c})" for c in conditions)
-
-
 # The README's headline rows, in order (at most MAX_HEADLINE_ROWS). Add one with one line, e.g.
 #   Headline("MTSD: PVQAE on EfficientNet-Lite0", where("dataset == 'mtsd'", "`model.backbone` == 'lite0'",
 #            "`model.model` == 'pvqae'", PAPER_SCORE, "prior == 'universal'"), paper=PAPER_MTSD),
@@ -132,15 +132,7 @@ def select(index: pd.DataFrame, selector: Headline) -> pd.DataFrame:
     """The evaluate rows a selector matches; ValueError when they are not one configuration or
     repeat a seed."""
     rows = index[index["kind"] == "evaluate"].query(selector.query)
-    if rows.empty:
-        return rows
-    differ = [c for c in IDENTITY if rows[c].astype(str).nunique() > 1]
-    if differ:
-        raise ValueError(f"headline {selector.label!r} matches more than one configuration (they differ in "
-                         f"{', '.join(differ)}): {', '.join(rows['file'])}")
-    if rows["train.seed"].duplicated().any():
-        raise ValueError(f"headline {selector.label!r} matches one seed twice: {', '.join(rows['file'])}")
-    return rows
+    return rows if rows.empty else one_configuration(rows, f"headline {selector.label!r}")
 
 
 def mean_std(values: pd.Series) -> str:
@@ -297,24 +289,26 @@ def replace_block(readme: Path, start: str, end: str, text: str) -> bool:
 
 
 FEATURE_MARKERS = ("<!-- features -->", "<!-- /features -->")
-# The MTSD runs on the EfficientNet-Lite0 pyramid (chapter 8b): {label: file pattern of its seeds}
+# The MTSD runs on the EfficientNet-Lite0 pyramid (chapter 8b): {label: query over the index for its
+# seeds (one configuration each, see results.seed_stats)}. An ablation varies one column from LITE0_RUNS.
 FEATURE_GROUPS = {
-    "PVQAE, S = S_prior x S_recon (the paper's score)": "mtsd_lite0_pvqae_seed?.json",
-    "PVQAE, S_recon (no prior)": "mtsd_lite0_pvqae_seed?_noprior.json",
-    "PVQAE, S_recon, standardized": "mtsd_lite0_pvqae_seed?_noprior_std.json",
-    "VQ-VAE (one level)": "mtsd_lite0_vqvae_seed?.json",
-    "VQ-VAE, standardized": "mtsd_lite0_vqvae_seed?_std.json",
-    "plain autoencoder": "mtsd_lite0_ae_seed?.json",
-    "plain autoencoder, standardized": "mtsd_lite0_ae_seed?_std.json",
-    "PatchCore": "mtsd_lite0_patchcore_seed?.json",
-    "PatchCore, standardized": "mtsd_lite0_patchcore_seed?_std.json",
-    "PVQAE S_recon, constant λ": "mtsd_lite0_pvqae_constant_seed?_noprior.json",
-    "PVQAE S_recon, cosine λ": "mtsd_lite0_pvqae_cosine_seed?_noprior.json",
-    "PVQAE S_recon, λmax 0": "mtsd_lite0_pvqae_lam0_seed?_noprior.json",
-    "PVQAE S_recon, λmax 2.5": "mtsd_lite0_pvqae_lam2.5_seed?_noprior.json",
-    "PVQAE S_recon, LFQ": "mtsd_lite0_pvqae_lfq_seed?_noprior.json",
-    "PVQAE S_recon, feature noise 0.2": "mtsd_lite0_pvqae_noise_seed?_noprior.json",
-    "PVQAE, code distance as S_recon": "mtsd_lite0_pvqae_seed?_code.json",
+    "PVQAE, S = S_prior x S_recon (the paper's score)":
+        where(LITE0, "`model.model` == 'pvqae'", "prior == 'universal'", "not standardized"),
+    "PVQAE, S_recon (no prior)": where(LITE0, PVQAE_S_RECON),
+    "PVQAE, S_recon, standardized": where(LITE0, "`model.model` == 'pvqae'", "prior == 'none'", "standardized"),
+    "VQ-VAE (one level)": where(LITE0, "`model.model` == 'vqvae'", "not standardized"),
+    "VQ-VAE, standardized": where(LITE0, "`model.model` == 'vqvae'", "standardized"),
+    "plain autoencoder": where(LITE0, "`model.model` == 'ae'", "not standardized"),
+    "plain autoencoder, standardized": where(LITE0, "`model.model` == 'ae'", "standardized"),
+    "PatchCore": where(LITE0, "`model.model` == 'patchcore'", "not standardized"),
+    "PatchCore, standardized": where(LITE0, "`model.model` == 'patchcore'", "standardized"),
+    "PVQAE S_recon, constant λ": where(LITE0_RUNS, PVQAE_S_RECON, "`train.schedule` == 'constant'"),
+    "PVQAE S_recon, cosine λ": where(LITE0_RUNS, PVQAE_S_RECON, "`train.schedule` == 'cosine'"),
+    "PVQAE S_recon, λmax 0": where(LITE0_RUNS, PVQAE_S_RECON, "`train.lambda_max` == 0"),
+    "PVQAE S_recon, λmax 2.5": where(LITE0_RUNS, PVQAE_S_RECON, "`train.lambda_max` == 2.5"),
+    "PVQAE S_recon, LFQ": where(LITE0_RUNS, PVQAE_S_RECON, "`model.quantizer` == 'lfq'"),
+    "PVQAE S_recon, feature noise 0.2": where(LITE0_RUNS, PVQAE_S_RECON, "`train.feature_noise` == 0.2"),
+    "PVQAE, code distance as S_recon": where(LITE0_RUNS, PVQAE_S_RECON, "`score.feature_score` == 'code'"),
 }
 
 
@@ -328,7 +322,8 @@ def feature_table(index: pd.DataFrame) -> str:
              "|---" * (len(table.columns) + 1) + "|"]
     lines += [f"| {cell(label)} | " + " | ".join(str(v) for v in row) + " |" for label, row in table.iterrows()]
     lines += ["", "In %; mean ± sample std over seeds; `train s` is the mean training time on the shared 2-core CPU. "
-              "Generated by `python -m pvqae_lib.results` (FEATURE_GROUPS in `pvqae_lib/report.py`)."]
+              "Generated by `python -m pvqae_lib.results` (FEATURE_GROUPS in `pvqae_lib/report.py`: one query over "
+              "the results index per row)."]
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ Rule for the ``kind`` column: ``evaluate`` files (they hold ``image_auroc``) fil
 provenance, but empty configuration and metric columns (their own tables are in their JSON, read by
 chapters 8 and 10 and by ``benchmark_table``).
 
-The chapters compare configurations over seeds with ``seed_stats`` / ``seed_table`` / ``compare``.
+The chapters compare configurations over seeds with ``seed_stats`` / ``seed_table`` / ``compare``,
+selecting each by a query over the index (``where`` and the shared conditions, e.g. ``LITE0``), never by file name.
 Everything rendered from the index (the book's results page, the README's headline table, the
 tables of ``docs/status.md``) is in :mod:`pvqae_lib.report`. One command writes them all:
 
@@ -80,6 +81,30 @@ INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_d
 # everything but the seed, the files and the provenance. A head trained after the autoencoder
 # (head.enabled) is part of it: such a run's autoencoder was trained again, on its own.
 IDENTITY = [c for c, _, _ in CONFIG_COLUMNS if c not in ("train.seed", "categories")]
+
+
+# Conditions the selections share (pandas query syntax; dotted columns in backticks): the README's
+# headline (pvqae_lib.report), docs/status.md's feature table and the chapters select with them.
+QUICK_PIXEL = "profile == 'quick' and image_size == 64 and `model.backbone` == 'pixel'"
+PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `model.tau` == 1.0 "
+                    "and `train.augment`")
+PAPER_SCORE = ("`score.scorer` == 'pvqae' and not standardized and not `head.enabled` "
+               "and not `train.restore_anomalies`")                     # S = S_prior x S_recon, as the paper
+VQ64 = "`model.quantizer` == 'vq' and `model.codebook_size` == 64"
+# Every MTSD run on the frozen EfficientNet-Lite0 pyramid (chapter 8b), its ablations included
+LITE0_RUNS = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0'"
+# ... and those with the profile's feature training (the paper's λ schedule, no noise, VQ, S_recon as the
+# reconstruction error). An ablation changes one of these: select it as LITE0_RUNS and that one column.
+LITE0 = (LITE0_RUNS + " and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' "
+         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
+
+
+def where(*conditions: str) -> str:
+    """The conjunction of query conditions."""
+    return " and ".join(f"({c})" for c in conditions)
+
+
+PVQAE_S_RECON = where("`model.model` == 'pvqae'", "prior == 'none'", "not standardized")   # PVQAE scored by S_recon
 
 
 def _get(record: dict, path, default):
@@ -178,19 +203,33 @@ def load_index(path: Path | str | None = None) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- seeds, for the chapters
 
+def one_configuration(rows: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``rows`` (evaluations) when they are seeds of ONE configuration (equal in every IDENTITY
+    column) and no seed repeats; else ValueError naming ``what``, the differing columns and the files."""
+    differ = [c for c in IDENTITY if rows[c].astype(str).nunique() > 1]
+    if differ:
+        raise ValueError(f"{what} matches more than one configuration (they differ in "
+                         f"{', '.join(differ)}): {', '.join(rows['file'])}")
+    if rows["train.seed"].duplicated().any():
+        raise ValueError(f"{what} matches one seed twice: {', '.join(rows['file'])}")
+    return rows
+
+
 def seed_stats(groups: dict, index: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Mean and sample std over seeds of each configuration: ``groups`` is {label: file pattern}
-    (fnmatch, e.g. ``'mtsd_lite0_pvqae_seed?.json'``), one configuration per label, its seeds the
-    files it matches. One row per label that matches something, indexed by label, with columns
-    ``seeds``, ``files`` and ``<metric>_mean`` / ``<metric>_std`` (fractions; std 0 for one seed)."""
-    import fnmatch
+    """Mean and sample std over seeds of each configuration: ``groups`` is {label: query}, a pandas
+    query over the index's columns (e.g. ``where(LITE0, "`model.model` == 'pvqae'", "prior == 'none'",
+    "not standardized")``) that must match the evaluations of ONE configuration, its seeds
+    (ValueError naming the label and the columns they differ in, see ``one_configuration``).
+    One row per label that matches something, indexed by label, with columns ``seeds``, ``files``
+    and ``<metric>_mean`` / ``<metric>_std`` (fractions; std 0 for one seed)."""
     index = load_index() if index is None else index
+    evaluations = index[index["kind"] == "evaluate"]
     rows = []
-    for label, pattern in groups.items():
-        matches = index["file"].map(lambda f, pattern=pattern: fnmatch.fnmatch(f, pattern))
-        hit = index[(index["kind"] == "evaluate") & matches]
+    for label, query in groups.items():
+        hit = evaluations.query(query)
         if hit.empty:
             continue
+        one_configuration(hit, f"group {label!r}")
         row = {"label": label, "seeds": len(hit), "files": ", ".join(hit["file"])}
         for metric in ("image_auroc", "pixel_auroc", "pro", "train_seconds"):
             values = hit[metric].astype(float)

@@ -220,20 +220,49 @@ def test_replace_block(tmp_path):
     assert P.replace_block(tmp_path / "missing.md", "<!-- x -->", "<!-- /x -->", "z") is False
 
 
-def test_seed_stats_and_generated_comparisons():
-    from pvqae_lib.results import beyond_spread, compare, seed_stats, seed_table
-    index = pd.DataFrame({"file": ["a_seed0.json", "a_seed1.json", "b_seed0.json", "b_seed1.json", "c.json"],
-                          "kind": ["evaluate"] * 4 + ["benchmark"],
-                          "image_auroc": [0.90, 0.92, 0.70, 0.74, None], "pixel_auroc": [0.9, 0.9, 0.8, 0.8, None],
-                          "pro": [0.5, 0.5, 0.4, 0.4, None], "train_seconds": [10, 12, 10, 10, None]})
-    stats = seed_stats({"A": "a_seed?.json", "B": "b_seed?.json", "none": "zzz*.json"}, index)
+def seed_runs(tmp_path, b_images=(0.70, 0.74)):
+    """Two configurations over two seeds each (PVQAE and VQ-VAE), and a benchmark file."""
+    files = {"a_seed0.json": evaluation(seed=0, image=0.90), "a_seed1.json": evaluation(seed=1, image=0.92),
+             "b_seed0.json": evaluation(model="vqvae", prior="none", seed=0, image=b_images[0]),
+             "b_seed1.json": evaluation(model="vqvae", prior="none", seed=1, image=b_images[1]),
+             "c.json": BENCHMARK}
+    return R.build_index(folder_with(tmp_path, files))
+
+
+def test_seed_stats_and_generated_comparisons(tmp_path):
+    from pvqae_lib.results import beyond_spread, compare, seed_stats, seed_table, where
+    index = seed_runs(tmp_path)
+    a, b = "`model.model` == 'pvqae'", "`model.model` == 'vqvae'"
+    stats = seed_stats({"A": a, "B": where(b, "prior == 'none'"), "none": "`model.model` == 'ae'"}, index)
     assert list(stats.index) == ["A", "B"] and stats.loc["A", "seeds"] == 2
+    assert stats.loc["A", "files"] == "a_seed0.json, a_seed1.json"
     assert stats.loc["A", "image_auroc_mean"] == pytest.approx(0.91)
     assert seed_table(stats).loc["A", "image AUROC (%)"] == "91.0 ± 1.4"
     assert beyond_spread(stats, "A", "B")
     assert "above B (72.0 %) by 19.0 points, a difference outside the seed spread" in compare(stats, "A", "B")
-    close = seed_stats({"A": "a_seed?.json", "A2": "a_seed1.json"}, index)
+    close = seed_stats({"A": a, "A2": where(a, "`train.seed` == 1")}, index)
     assert "one seed on one side" in compare(close, "A2", "A")
-    two = seed_stats({"A": "a_seed?.json", "B": "b_seed?.json"},
-                     index.assign(image_auroc=[0.90, 0.92, 0.89, 0.93, None]))
+    two = seed_stats({"A": a, "B": b}, seed_runs(tmp_path / "two", b_images=(0.89, 0.93)))
     assert not beyond_spread(two, "A", "B") and "within the seed spread" in compare(two, "A", "B")
+    assert seed_stats({"none": "`model.model` == 'ae'"}, index).empty
+
+
+def test_seed_stats_refuses_a_group_of_two_configurations(tmp_path):
+    """A group's query must match the seeds of one configuration: rows that differ in an IDENTITY
+    column other than the seed are refused, naming the label and the columns."""
+    index = seed_runs(tmp_path)
+    with pytest.raises(ValueError, match=r"group 'both' matches more than one configuration \(they differ in "
+                                         r"model\.model, prior\)"):
+        R.seed_stats({"fine": "`model.model` == 'pvqae'", "both": "`train.epochs` == 10"}, index)
+    twice = R.build_index(folder_with(tmp_path / "twice", {"a.json": evaluation(), "b.json": evaluation()}))
+    with pytest.raises(ValueError, match="group 'twice' matches one seed twice"):
+        R.seed_stats({"twice": "`model.model` == 'pvqae'"}, twice)
+
+
+def test_the_repository_feature_groups():
+    """docs/status.md's feature groups: each a query matching one configuration's seeds today."""
+    stats = R.seed_stats(P.FEATURE_GROUPS, R.load_index())
+    assert stats.loc["PVQAE, S_recon (no prior)", "files"] == (
+        "mtsd_lite0_pvqae_seed0_noprior.json, mtsd_lite0_pvqae_seed1_noprior.json, "
+        "mtsd_lite0_pvqae_seed2_noprior.json")
+    assert all(not q.endswith(".json") for q in P.FEATURE_GROUPS.values())
