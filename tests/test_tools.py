@@ -175,3 +175,13 @@ def test_chapters_from_the_repository_toc(tc):
     assert chapters, "no chapter notebook found from _toc.yml"
     assert all(p.suffix == ".ipynb" and p.is_file() and p.parent == tc.ROOT / "book" for p in chapters)
     assert len(set(chapters)) == len(chapters)
+
+
+def test_check_book_counts_a_figure_not_drawn_for_want_of_data():
+    cb = load_tool("check_book")
+    note = ('<figure class="align-default" id="fig-x"><div class="output text_markdown"><p><em>MTSD is not on '
+            'this machine, so this figure was not drawn (chapter 1 says how to get the data).</em></p></div>'
+            '<figcaption>Figure 1</figcaption></figure>')
+    other = '<figure class="align-default" id="fig-y"><img src="../_images/a.png"/></figure>'
+    assert len(cb.NOT_DRAWN.findall(note + other)) == 1
+    assert len(cb.NOT_DRAWN.findall(other + other)) == 0        # a figure with a picture is not a note

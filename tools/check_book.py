@@ -35,6 +35,9 @@ TRACEBACK_MARKERS = {
 ARTICLE = re.compile(r"<article[^>]*>(.*)</article>", re.S)
 FIGURE_IMG = re.compile(r'<img\b[^>]*\bsrc="(?:[^"]*_images/|data:image/)[^"]*"', re.I)
 INLINE_SVG = re.compile(r'<div class="output text_html"><svg\b|<div class="output image_svg', re.I)
+# A numbered figure whose data is not on the building machine (MTSD beside a clean clone) holds this
+# note instead of a picture (chapters 3, 4, 8, 8b); it counts as a figure of the page, and is reported.
+NOT_DRAWN = re.compile(r"<figure\b(?:(?!</figure>).)*?this figure was not drawn", re.S | re.I)
 BIB_ENTRY = re.compile(r'role="doc-biblioentry"')  # one per entry (sphinxcontrib-bibtex 2.x)
 
 
@@ -87,10 +90,13 @@ def check(html_dir: Path, root: Path = ROOT) -> tuple[list[str], list[str]]:
             figures = count_figures(html)
             if is_placeholder(notebook):
                 notes.append(f"{file}: placeholder chapter ({figures} figures), figure check skipped")
-            elif figures < MIN_FIGURES:
-                failures.append(f"{file}: {figures} figure(s), at least {MIN_FIGURES} expected")
             else:
-                notes.append(f"{file}: ok, {figures} figures")
+                not_drawn = len(NOT_DRAWN.findall(html))
+                absent = f" and {not_drawn} not drawn for want of data" if not_drawn else ""
+                if figures + not_drawn < MIN_FIGURES:
+                    failures.append(f"{file}: {figures} figure(s){absent}, at least {MIN_FIGURES} expected")
+                else:
+                    notes.append(f"{file}: ok, {figures} figures{absent}")
         if Path(file).name == "bibliography":
             entries = len(BIB_ENTRY.findall(html))
             if entries == 0:
