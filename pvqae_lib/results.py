@@ -254,10 +254,11 @@ def seed_table(stats: pd.DataFrame) -> pd.DataFrame:
                         index=stats.index)
 
 
-def beyond_spread(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") -> bool:
-    """Whether two configurations' means differ by more than the sum of their seed spreads."""
-    gap = abs(stats.loc[a, f"{metric}_mean"] - stats.loc[b, f"{metric}_mean"])
-    return bool(gap > stats.loc[a, f"{metric}_std"] + stats.loc[b, f"{metric}_std"])
+def beyond_spread(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc", sep: str = "_") -> bool:
+    """Whether two configurations' means differ by more than the sum of their seed spreads (the book's
+    yardstick for "outside the seed spread"); columns ``<metric><sep>mean`` and ``<metric><sep>std``."""
+    gap = abs(stats.loc[a, f"{metric}{sep}mean"] - stats.loc[b, f"{metric}{sep}mean"])
+    return bool(gap > stats.loc[a, f"{metric}{sep}std"] + stats.loc[b, f"{metric}{sep}std"])
 
 
 def compare(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") -> str:

@@ -198,9 +198,9 @@ def seed_spread(rows, by: str, metrics) -> pd.DataFrame:
 
 def beyond_spread(spread, a, b, metric: str) -> bool:
     """Whether settings ``a`` and ``b`` of :func:`seed_spread` differ in ``metric`` by more than the
-    sum of their seed standard deviations (the book's yardstick for "outside the seed spread")."""
-    gap = abs(spread.loc[a, f"{metric} mean"] - spread.loc[b, f"{metric} mean"])
-    return bool(gap > spread.loc[a, f"{metric} std"] + spread.loc[b, f"{metric} std"])
+    sum of their seed standard deviations: :func:`pvqae_lib.results.beyond_spread` on this table's columns."""
+    from ..results import beyond_spread as spread_rule
+    return spread_rule(spread, a, b, metric, sep=" ")
 
 
 __all__ = ["LAMBDA_MAXES", "SCHEDULES", "SEEDS", "beyond_spread", "lambda_view", "pick_model", "plot_lambda_view",
