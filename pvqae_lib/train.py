@@ -135,6 +135,9 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         scaler.load_state_dict(ckpt["scaler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         torch.set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+        cuda_rng = ckpt.get("cuda_rng") or []
+        if cuda_rng and device.type == "cuda":   # the GPU's generator too, so a resumed GPU run repeats
+            torch.cuda.set_rng_state(cuda_rng[rank] if rank < len(cuda_rng) else cuda_rng[0], device)
 
     if world > 1:   # wrapped after resuming: DDP starts every rank from rank 0's weights
         parts = parts._replace(net=DistributedDataParallel(model, find_unused_parameters=False),
@@ -181,14 +184,19 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
         # 5. checkpoint at the end of every epoch (rank 0 only, atomically)
         if out_dir is not None:
             rng = [torch.get_rng_state()]
+            cuda_rng = [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []
             if world > 1:
                 rng = [torch.empty_like(rng[0]) for _ in range(world)]
                 dist.all_gather_object(rng, torch.get_rng_state())
+                if cuda_rng:
+                    gathered = [None] * world
+                    dist.all_gather_object(gathered, cuda_rng[0])
+                    cuda_rng = gathered
             if rank == 0:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 save_atomic({"model": model.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
                              "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                             "history": history, "rng": rng, "model_config": asdict(model_cfg),
+                             "history": history, "rng": rng, "cuda_rng": cuda_rng, "model_config": asdict(model_cfg),
                              "train_config": asdict(cfg)}, out_dir / CHECKPOINT)
         if epoch_callback is not None and rank == 0:
             epoch_callback(epoch, model)
