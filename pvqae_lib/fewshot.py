@@ -156,12 +156,14 @@ def fewshot_table(rows: list[dict]) -> list[dict]:
 
 
 def format_fewshot_table(table: list[dict]) -> str:
-    """A Markdown table in percent, laid out like LFQUIAD's Table 1 (I, P, O per shot count)."""
+    """A Markdown table in percent, laid out like LFQUIAD's Table 1 (its I, P, O: image AUROC, pixel AUROC
+    and PRO per shot count), mean ± std over the seeds."""
     def cell(row, m):
         mean, std = row[f"{m}_mean"], row[f"{m}_std"]
         return "-" if mean is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
-    lines = ["| dataset | method | k | n | I | P | O |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| dataset | method | shots k | seeds | image AUROC | pixel AUROC | PRO |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {r['dataset']} | {r['method']} | {r['k']} | {r['n']} | " + " | ".join(cell(r, m) for m in METRICS)
               + " |" for r in table]
     return "\n".join(lines)

@@ -65,6 +65,9 @@ def test_fewshot_table_mean_and_std():
     assert table[0]["pro_mean"] is None and table[1]["pro_std"] == 0.0
     text = format_fewshot_table(table)
     assert "70.0 ± 14.1" in text and "| - |" in text
+    lines = text.splitlines()
+    assert lines[0] == "| dataset | method | shots k | seeds | image AUROC | pixel AUROC | PRO |"
+    assert lines[2].startswith("| d | m | 1 | 2 | 70.0 ± 14.1 | 50.0 ± 0.0 | - |")
 
 
 def test_run_fewshot_smoke():
