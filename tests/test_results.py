@@ -185,8 +185,40 @@ def test_results_page_is_plain_myst(tmp_path):
     assert headings[1:] == ["## Synthetic data (the embedded default)", "## MTSD (magnetic tiles)", "## Other results"]
     # every table row has as many unescaped cell separators as its header
     cells = [len(re.findall(r"(?<!\\)\|", line)) for line in page if line.startswith("|")]
-    header_pipes = {15, 7}
+    header_pipes = {len(P.FULL_COLUMNS) + 1, 6}
     assert set(cells) <= header_pipes
+    assert "python -m pvqae_lib train" not in "\n".join(page)       # the commands stay in the JSON files
+    assert "python -m pvqae_lib fewshot" not in "\n".join(page)
+
+
+def test_full_table_is_short_and_sorted(tmp_path):
+    """The run table: names less the shared prefix and '.json' (the prefix stated above the table),
+    the metrics right after the name, rows by px then epochs numerically, whole seconds, LFQUIAD's
+    MSE-only and Eq. 2 trainings told apart, and no command."""
+    restore = {}
+    for name, ssim in (("run_lfq_mse.json", 0.0), ("run_lfq_ssim.json", 0.5)):
+        restore[name] = evaluation(quantizer="lfq", epochs=10)
+        restore[name]["config"]["train"].update(restore_anomalies=True, ssim_weight=ssim)
+    folder = folder_with(tmp_path, {"run_e80.json": evaluation(epochs=80), "run_e400.json": evaluation(epochs=400),
+                                    "run_e100.json": evaluation(epochs=100, image=0.5), **restore})
+    lines = P.full_table(R.build_index(folder)).splitlines()
+    assert lines[0] == "Run `x` is the file `run_x.json`."
+    assert lines[2].startswith("| run | image AUROC | pixel AUROC | PRO | model | training |")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
+    assert [r[0] for r in rows] == ["lfq_mse", "lfq_ssim", "e80", "e100", "e400"]
+    assert rows[3][1:4] == ["50.0", "80.0", "70.0"]
+    assert [r[5] for r in rows] == ["restore, MSE", "restore, Eq. 2 (SSIM 0.5)", "-", "-", "-"]
+    assert {r[-2] for r in rows} == {"12"}                        # train_seconds 12.5, a whole number
+    assert "train" not in " ".join(r[-1] for r in rows)
+
+
+@pytest.mark.parametrize("names,prefix", [
+    (["synthetic_quick_a.json", "synthetic_quick_b_c.json"], "synthetic_quick_"),
+    (["mtsd_quick_a.json", "mtsd_lite0_a.json"], "mtsd_"),
+    (["ab.json", "ac.json"], ""), (["x_a.json"], ""), (["x_.json", "x_a.json"], ""),
+    (["x_y_a.json", "x_y_"], "x_")])
+def test_common_prefix_ends_at_an_underscore(names, prefix):
+    assert P.common_prefix(names) == prefix
 
 
 def test_the_committed_page_is_plain_myst():
