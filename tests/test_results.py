@@ -271,9 +271,12 @@ def test_seed_stats_and_generated_comparisons(tmp_path):
     assert stats.loc["A", "image_auroc_mean"] == pytest.approx(0.91)
     assert seed_table(stats).loc["A", "image AUROC (%)"] == "91.0 ± 1.4"
     assert beyond_spread(stats, "A", "B")
-    assert "above B (72.0 %) by 19.0 points, a difference outside the seed spread" in compare(stats, "A", "B")
+    assert compare(stats, "A", "B") == ("“A”: image AUROC 91.0 %, 19.0 points above “B” (72.0 %), "
+                                        "outside the seed spread (2 and 2 seeds).")
+    assert compare(stats, "B", "A").startswith("“B”: image AUROC 72.0 %, 19.0 points below “A” (91.0 %)")
+    assert "“A”: image AUROC 91.0 %, equal to “A” (91.0 %)" in compare(stats, "A", "A")
     close = seed_stats({"A": a, "A2": where(a, "`train.seed` == 1")}, index)
-    assert "one seed on one side" in compare(close, "A2", "A")
+    assert "a single seed on one side, so its spread is unknown" in compare(close, "A2", "A")
     two = seed_stats({"A": a, "B": b}, seed_runs(tmp_path / "two", b_images=(0.89, 0.93)))
     assert not beyond_spread(two, "A", "B") and "within the seed spread" in compare(two, "A", "B")
     assert seed_stats({"none": "`model.model` == 'ae'"}, index).empty
