@@ -212,7 +212,8 @@ def moving_average(values, width: int = 10):
 
 def show_table(frame, percent: tuple = (), digits: int = 3, caption: str | None = None) -> None:
     """Render a pandas DataFrame as an HTML table: columns named in ``percent`` as percentages with one
-    decimal, other floats with ``digits`` decimals, no index column unless it is named."""
+    decimal, other floats with ``digits`` decimals, no index column unless it is named; cells are padded and
+    do not wrap, and a table wider than the page scrolls sideways."""
     from IPython.display import HTML, display
     formats = {c: (lambda v: "" if v != v else f"{100 * v:.1f}") for c in percent if c in frame.columns}
     for column in frame.columns:
@@ -223,7 +224,11 @@ def show_table(frame, percent: tuple = (), digits: int = 3, caption: str | None 
         styler = styler.hide(axis="index")
     if caption:
         styler = styler.set_caption(caption)
-    display(HTML(styler.to_html()))
+    # padded, unwrapped cells (neighbouring columns never run together, "85.4 ± 0.1" stays on one
+    # line), added to any styles already set; a table wider than the page scrolls inside its box
+    styler = styler.set_table_styles([{"selector": "th, td", "props": "padding: 0.2em 0.8em; white-space: nowrap"}],
+                                     overwrite=False)
+    display(HTML(f'<div style="overflow-x: auto">{styler.to_html()}</div>'))
 
 
 def say(markdown: str) -> None:

@@ -41,7 +41,7 @@ def mean_colour_error(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor
     (B, 3, H, W) -> (B,): the squared difference of the two images' per-channel means, averaged
     over the channels, in the units of the mean of :func:`recon_score` / 3 (squared error per
     value). It is never larger than that mean; their ratio is the share of the error that shifting
-    the whole reconstruction by one colour would remove (chapter 7: the weave's codes lose its colour).
+    the whole reconstruction by one colour would remove (chapter 7b: the weave's codes lose its colour).
     """
     shift = recon.float().mean((2, 3)) - images.float().mean((2, 3))   # (B, 3)
     return shift.pow(2).mean(1)
@@ -68,18 +68,18 @@ def standardize(maps, normal_maps):
     paper, which scores S itself: a book choice for small images. At 64 px a texture's
     reconstruction error is highest along the image border, where the encoder sees only part of its
     context, so the maximum of a normal texture's map lies on that frame and the image score ranks
-    frames rather than defects (chapter 7 measures it). Comparing each pixel with what normal images
+    frames rather than defects (chapter 7b measures it). Comparing each pixel with what normal images
     score at the same place removes the frame and keeps the border in the score.
     """
     mean, std = normal_maps.mean(0), normal_maps.std(0)
     return (maps - mean) / (std + 1e-3 * std.mean() + 1e-12)   # the floor keeps constant pixels finite
 
 
-BORDER_PX_AT_64 = 4   # the frame chapters 7 and 8 inspect: 4 px at 64 px, scaled with the image
+BORDER_PX_AT_64 = 4   # the frame chapters 7b and 8 inspect: 4 px at 64 px, scaled with the image
 
 
 def border_band(size: int) -> tuple[int, float]:
-    """The frame along the border of a ``size`` px image that chapters 7 and 8 inspect:
+    """The frame along the border of a ``size`` px image that chapters 7b and 8 inspect:
     (its width in pixels, the share of the image's area it covers). 4 px at 64 px, in proportion
     at other sizes (at least 1 px)."""
     width = max(1, BORDER_PX_AT_64 * size // 64)
@@ -96,7 +96,7 @@ def peak_positions(maps):
 def peak_on_border(maps, width: int):
     """For each map of (B, H, W), whether its maximum, the image score, lies within ``width`` pixels
     of the image border. A share far above the border band's share of the area means the border
-    decides the image score (chapter 7)."""
+    decides the image score (chapter 7b)."""
     _, H, W = maps.shape
     y, x = peak_positions(maps)
     return (y < width) | (x < width) | (y >= H - width) | (x >= W - width)

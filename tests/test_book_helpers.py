@@ -42,6 +42,8 @@ def test_show_table_formats_percent_and_floats(monkeypatch):
     html = shown[0].data
     assert "50.0" in html and "25.0" in html and "1.23" in html and "1.2346" not in html
     assert "Table 1" in html and "nan" not in html
+    assert html.startswith('<div style="overflow-x: auto">')      # a wide table scrolls, never overflows
+    assert "padding: 0.2em 0.8em" in html and "white-space: nowrap" in html
 
 
 def test_code_version_hashes_the_package_unless_pinned(monkeypatch):
