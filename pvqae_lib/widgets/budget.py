@@ -84,7 +84,7 @@ def plot_budget(image, levels, result: dict, title: str | None = None, axes=None
     axes[2].set_title(f"levels (c/m/f {share})", fontsize=9)
     im = axes[3].imshow(result["cost_map"] * 1e3, cmap="magma", vmin=0,
                         vmax=None if cost_vmax is None else cost_vmax * 1e3, extent=extent, interpolation="nearest")
-    axes[3].set_title(f"cost ×1e3, total {result['total'] * 1e3:.3f}", fontsize=9)
+    axes[3].set_title(f"cost (×10⁻³), total {result['total'] * 1e3:.3f}", fontsize=9)
     fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.03)
     for ax in axes:
         ax.set_xticks([])
