@@ -250,7 +250,7 @@ def seed_table(stats: pd.DataFrame) -> pd.DataFrame:
                          "image AUROC (%)": [pm(r, "image_auroc") for _, r in stats.iterrows()],
                          "pixel AUROC (%)": [pm(r, "pixel_auroc") for _, r in stats.iterrows()],
                          "PRO (%)": [pm(r, "pro") for _, r in stats.iterrows()],
-                         "train s": [f"{r['train_seconds_mean']:.0f}" for _, r in stats.iterrows()]},
+                         "training time (s)": [f"{r['train_seconds_mean']:.0f}" for _, r in stats.iterrows()]},
                         index=stats.index)
 
 
