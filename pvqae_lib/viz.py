@@ -4,6 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import FuncFormatter
 
 LEVEL_COLORS = ["#3b6fb6", "#e8a90c", "#c2185b"]          # coarse (blue), middle (gold), fine (magenta)
 LEVEL_NAMES = ["coarse", "middle", "fine"]
@@ -87,8 +88,15 @@ def _finish_panel(ax, im, mask, mask_color: str, line_width: float, title, fonts
     ax.set_title(title or "", fontsize=fontsize)
     ax.axis("off")
     if colorbar:
-        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        panel_colorbar(ax, im)
     return im
+
+
+def panel_colorbar(ax, im):
+    """A map panel's own colorbar, beside it, with every tick written out in full (e.g. ``8e-05``):
+    matplotlib's default puts a shared factor such as "1e-5" above the bar, where it overprints the
+    panel's title."""
+    return ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, format=FuncFormatter(lambda v, _: f"{v:.3g}"))
 
 
 def show_patch_map(ax, image, values, title: str | None = None, mask=None, cmap: str = "viridis",

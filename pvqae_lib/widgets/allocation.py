@@ -13,11 +13,10 @@ import numbers
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
-from matplotlib.ticker import FuncFormatter
 
 from ..config import ScoreConfig
 from ..scoring import anomaly_maps
-from ..viz import LEVEL_COLORS, LEVEL_NAMES, to_numpy_image
+from ..viz import LEVEL_COLORS, LEVEL_NAMES, panel_colorbar, to_numpy_image
 
 PRIORS = ("none", "universal", "per-class")
 
@@ -106,14 +105,8 @@ def _heat(ax, view, key, title, vmax=None):
         ax.contour(view["mask"], levels=[0.5], colors="white", linewidths=0.9)
     ax.set_title(title, fontsize=8.5)
     ax.axis("off")
-    _colorbar(ax, im)                                    # every heat map with its scale
+    panel_colorbar(ax, im)                               # every heat map with its scale
     return im
-
-
-def _colorbar(ax, im):
-    """The panel's colorbar with every tick written out in full (e.g. ``8e-05``): matplotlib's default
-    puts a shared factor such as "1e-5" above the bar, where it overprints the panel's title."""
-    return ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, format=FuncFormatter(lambda v, _: f"{v:.3g}"))
 
 
 def _row(axes, view):
@@ -206,9 +199,8 @@ def plot_factors(test_set, s_prior_units, s_recon, s, prior_vmax: float = 4.0):
         name = test_set.category_names[int(test_set.categories[i])]
         show_image(axes[i, 0], test_set.images[i], f"{name}/{test_set.kinds[i]}", mask)
         for j, (title, (maps, vmax)) in enumerate(columns.items(), start=1):
-            im = show_heat(axes[i, j], test_set.images[i], maps[i], title if i == 0 else None, mask,
-                           vmax=vmax or max(float(maps[i].max()), 1e-12))
-            _colorbar(axes[i, j], im)
+            show_heat(axes[i, j], test_set.images[i], maps[i], title if i == 0 else None, mask,
+                      vmax=vmax or max(float(maps[i].max()), 1e-12), colorbar=True)
             axes[i, j].text(0.02, 0.03, f"max {maps[i].max():.3g}", transform=axes[i, j].transAxes, color="white",
                             fontsize=7.5, bbox=dict(fc="black", alpha=0.5, lw=0))
     fig.tight_layout()
