@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -208,10 +209,7 @@ def common_prefix(names) -> str:
     names = list(names)
     if len(names) < 2:
         return ""
-    prefix = names[0]
-    for name in names[1:]:
-        while not name.startswith(prefix):
-            prefix = prefix[:-1]
+    prefix = os.path.commonprefix(names)
     prefix = prefix[:prefix.rfind("_") + 1]
     stems = [name.removesuffix(".json") for name in names]
     while prefix and any(len(stem) <= len(prefix) for stem in stems):
