@@ -107,6 +107,12 @@ def where(*conditions: str) -> str:
 PVQAE_S_RECON = where("`model.model` == 'pvqae'", "prior == 'none'", "not standardized")   # PVQAE scored by S_recon
 
 
+def lite0(model: str, *conditions: str) -> str:
+    """The query for one ``model`` ('pvqae', 'vqvae', 'ae', 'patchcore') on the Lite0 pyramid with the
+    profile's feature training (LITE0), and any further conditions (e.g. "prior == 'none'")."""
+    return where(LITE0, f"`model.model` == '{model}'", *conditions)
+
+
 def _get(record: dict, path, default):
     for key in path:
         if not isinstance(record, dict) or key not in record or record[key] is None:

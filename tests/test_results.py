@@ -301,3 +301,11 @@ def test_the_repository_feature_groups():
         "mtsd_lite0_pvqae_seed0_noprior.json, mtsd_lite0_pvqae_seed1_noprior.json, "
         "mtsd_lite0_pvqae_seed2_noprior.json")
     assert all(not q.endswith(".json") for q in P.FEATURE_GROUPS.values())
+
+
+def test_lite0_selects_one_model_of_the_profile_training_on_the_committed_index():
+    """results.lite0 is LITE0 and the model (and any further condition): on the committed index it picks
+    the three seeds of the feature PVQAE scored by S_recon, and no ablation run."""
+    index = R.load_index()
+    hit = index[index["kind"] == "evaluate"].query(R.lite0("pvqae", "prior == 'none'", "not standardized"))
+    assert sorted(hit["file"]) == [f"mtsd_lite0_pvqae_seed{s}_noprior.json" for s in (0, 1, 2)]
