@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
 from .backbones import BACKBONES
 from .commands.benchmark import PIXEL_SIZES
 from .data import DataError
-from .flags import SCORE_SECTIONS, OneLineParser, UsageError, add_config_flags, finite, positive
+from .flags import SCORE_SECTIONS, OneLineParser, UsageError, add_config_flags, finite, positive, seed_number
 from .runs import CHECKPOINT, RunError, command_line
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
@@ -26,6 +27,9 @@ def add_train(sub) -> None:
     t.add_argument("--dataset", choices=DATASETS, default="synthetic")
     t.add_argument("--root", help="dataset folder (not needed for synthetic)")
     t.add_argument("--category", help="one category only (default: all)")
+    t.add_argument("--train-list", metavar="FILE",
+                   help="mtsd: the normal images to train on, one name per line (e.g. DifferNet's "
+                        "mtd_train_filenames.txt); the other normals are test (default: a seeded 80/20 split)")
     t.add_argument("--profile", choices=PROFILES, default=None, help="default: quick (or $PVQAE_PROFILE)")
     t.add_argument("--out", required=True, help="run directory (checkpoints, model, config)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from its last epoch")
@@ -88,7 +92,7 @@ def add_fewshot(sub) -> None:
     f.add_argument("--dataset", choices=DATASETS, default="synthetic")
     f.add_argument("--root", help="dataset folder (not needed for synthetic)")
     f.add_argument("--shots", type=positive(int), nargs="+", default=[1, 2, 4], help="k normal images per category")
-    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one draw of the shots per seed")
+    f.add_argument("--seeds", type=seed_number, nargs="+", default=[0, 1, 2], help="one draw of the shots per seed")
     f.add_argument("--head", action="store_true", help="also train and evaluate the segmentation head")
     f.add_argument("--prior", choices=("none", "universal"), default="universal")
     f.add_argument("--profile", choices=PROFILES, default=None, help="default: quick (or $PVQAE_PROFILE)")
@@ -111,7 +115,7 @@ def add_demo(sub) -> None:
                         "or pixel (the paper's encoder: PVQAE and VQ-VAE)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--profile", choices=PROFILES, default="quick")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=seed_number, default=0)
     d.add_argument("--image-size", type=positive(int), help="train and score at this size (feature backbone: "
                                                              "a multiple of 32)")
     d.add_argument("--epochs", type=positive(int), help="training epochs of PVQAE and the VQ-VAE")
@@ -154,12 +158,20 @@ def describe_os_error(e: OSError) -> str:
     return f"cannot use {where}: {e.strerror or one_line(e)}"
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command line shows it, at once: one line on stderr, 'warning: ...', no source."""
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
     args.command_line, args.argv = command_line(argv), argv
     try:
-        return command_of(args.command)(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = show_warning
+            return command_of(args.command)(args)
     except (DataError, UsageError, RunError, ValueError) as e:     # CheckpointError is a ValueError too
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2

@@ -44,12 +44,23 @@ def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> Non
             raise ValueError(f"{key} must be >= 1, got {getattr(config, key)}")
 
 
+MAX_LR = 10.0             # a learning rate above this overflows Adam's update or diverges at once
+MAX_SEED = 2 ** 32 - 1    # numpy's and every generator's seed range
+MAX_SIGMA = 64.0          # a smoothing wider than a 64 px image
+
+
+def check_lr(lr: float) -> None:
+    if not 0 < lr <= MAX_LR:
+        raise ValueError(f"lr must be in (0, {MAX_LR:g}], got {lr}")
+
+
 @dataclass
 class ModelConfig:
     """The autoencoder: a VQGAN-style encoder whose last three blocks give the hierarchy."""
     model: str = setting("pvqae", "pvqae (routed multi-resolution) or vqvae (one fixed level); on a feature "
-                         "backbone also ae (no quantization) and patchcore (a memory bank)",
-                         choices=("pvqae", "vqvae", "ae", "patchcore"))
+                         "backbone also ae (no quantization), patchcore (a memory bank) and membank (one level's "
+                         "bank of --feature-model bank: the fixed-level and equal-descriptor peers)",
+                         choices=("pvqae", "vqvae", "ae", "patchcore", "membank"))
     backbone: str = setting("pixel", "the encoder: pixel (the paper's, trained from scratch) or a frozen pretrained "
                             "pyramid (efficientnet-lite0 offline; wide-resnet50 downloads its weights)",
                             choices=BACKBONES)
@@ -67,14 +78,28 @@ class ModelConfig:
     vq_level: int = setting(2, "vqvae and ae only: the one level quantized, 0 coarsest .. 2 finest")
     num_levels: int = setting(3, "levels of the hierarchy")
     feature_hidden: int = setting(128, "feature backbone only: channels of the projections and the decoder")
-    coreset_ratio: float = setting(0.01, "patchcore only: share of training patches kept in the memory bank")
+    coreset_ratio: float = setting(0.01, "patchcore, or bank_memory coreset: share of training patches kept in the "
+                                   "memory bank")
+    feature_model: str = setting("decoder", "feature backbone, pvqae: decoder (an autoencoder rebuilds the "
+                                 "features, S_recon its error) or bank (codebooks fitted by k-means on the pyramid "
+                                 "descriptors, read as a memory bank: the distance to the nearest code, chapter 8b)",
+                                 choices=("decoder", "bank"))
+    bank_size: int = setting(4096, "bank: codes per level (K)")
+    bank_memory: str = setting("kmeans", "bank: how a level's bank is filled: kmeans (PVQAE's codebook), coreset "
+                               "(PatchCore's greedy coreset, coreset_ratio) or all (every training position)",
+                               choices=("kmeans", "coreset", "all"))
+    bank_samples: int = setting(40_000, "bank: training descriptors per level the codebook is fitted on")
+    kmeans_iters: int = setting(5, "bank: Lloyd iterations of the k-means codebook")
 
     def __post_init__(self):
         check_numbers(self, positive=("beta", "coreset_ratio"),
                       at_least_one=("image_size", "width", "code_dim", "codebook_size", "router_hidden", "num_levels",
-                                    "feature_hidden"))
+                                    "feature_hidden", "bank_size", "bank_samples"))
+        if self.kmeans_iters < 0:
+            raise ValueError(f"kmeans_iters must be >= 0, got {self.kmeans_iters}")
         from .backbones import PIXEL
-        models = ("pvqae", "vqvae") if self.backbone == PIXEL else ("pvqae", "vqvae", "ae", "patchcore")
+        models = (("pvqae", "vqvae") if self.backbone == PIXEL
+                  else ("pvqae", "vqvae", "ae", "patchcore", "membank"))
         if self.model not in models:
             raise ValueError(f"model must be one of {', '.join(models)} with the {self.backbone} backbone, "
                              f"got {self.model!r}")
@@ -83,6 +108,12 @@ class ModelConfig:
         if self.quantizer == "lfq":        # one code per sign pattern of the code_dim bits
             from .quantize import check_lfq_size
             check_lfq_size(self.codebook_size, self.code_dim)
+        if self.feature_model == "bank" and self.backbone == PIXEL:
+            raise ValueError("feature_model 'bank' needs a feature backbone (a memory bank of pretrained features)")
+        if self.model == "membank" and self.feature_model != "bank":
+            raise ValueError("model 'membank' is the code bank's one-level model: it needs feature_model 'bank'")
+        if self.feature_model == "bank" and self.model not in ("pvqae", "membank"):
+            raise ValueError(f"feature_model 'bank' serves pvqae and membank, not {self.model!r}")
         if self.coreset_ratio > 1:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
         if not self.tau > 0:
@@ -130,6 +161,11 @@ class TrainConfig:
                                       "the normal image")
     ssim_weight: float = setting(0.5, "with restore_anomalies: β₁ of LFQUIAD's Eq. 2, the reconstruction loss "
                                  "(1-β₁)·MSE + β₁·(1-SSIM) (the paper fixes only α₁+β₁=1)")
+    router_objective: str = setting("margin", "bank: what the router is trained on besides the budget: distance "
+                                    "(keep the routed distance of normal patches low) or margin (separate synthetic "
+                                    "anomalies pasted into training images from normal patches)",
+                                    choices=("distance", "margin"))
+    painted_images: int = setting(256, "bank, router_objective margin: training images given a synthetic anomaly")
     eval_every: int = setting(0, "score the run's test split (S_recon, no prior) every this many epochs and at "
                               "the end into history.json: a learning curve, never used to pick a model (0: off)")
     seed: int = setting(0, "random seed of the data, the weights and training")
@@ -138,6 +174,9 @@ class TrainConfig:
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
+        check_lr(self.lr)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
         if not 0 <= self.disc_start <= 1 or self.disc_weight < 0:
             raise ValueError(f"disc_start must be in [0, 1] and disc_weight >= 0, "
                              f"got {self.disc_start}, {self.disc_weight}")
@@ -146,6 +185,8 @@ class TrainConfig:
                              f"{self.feature_noise}, {self.num_workers}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if self.painted_images < 1:
+            raise ValueError(f"painted_images must be >= 1, got {self.painted_images}")
         if not 0 <= self.ssim_weight <= 1 or self.eval_every < 0:
             raise ValueError(f"ssim_weight must be in [0, 1] and eval_every >= 0, got {self.ssim_weight}, "
                              f"{self.eval_every}")
@@ -164,9 +205,13 @@ class PriorConfig:
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",), at_least_one=("dim", "heads", "steps", "batch_size"))
-        if not 0 <= self.dropout < 1 or not 0 <= min(self.mask_ratio) <= max(self.mask_ratio) <= 1:
-            raise ValueError(f"dropout must be in [0, 1) and mask_ratio in [0, 1], "
-                             f"got {self.dropout}, {self.mask_ratio}")
+        check_lr(self.lr)
+        if self.dim % self.heads:
+            raise ValueError(f"heads must divide the prior's width dim {self.dim}, got heads {self.heads}")
+        if len(self.mask_ratio) != 2 or not 0 <= self.mask_ratio[0] <= self.mask_ratio[1] <= 1:
+            raise ValueError(f"mask_ratio must be two numbers low <= high in [0, 1], got {tuple(self.mask_ratio)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass
@@ -182,6 +227,7 @@ class HeadConfig:
 
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
+        check_lr(self.lr)
         if self.steps < 1 or self.batch_size < 1 or self.width < 1:
             raise ValueError("head steps, batch_size and width must be >= 1")
 
@@ -195,13 +241,21 @@ class ScoreConfig:
     scorer: str = setting("pvqae", "pvqae: S = S_prior x S_recon (the paper); head: LFQUIAD's segmentation head "
                           "(train --head)", choices=("pvqae", "head"))
     head_sigma: float = setting(1.0, "Gaussian smoothing of the head's map in pixels at 64 px")
+    route: str = setting("router", "bank: which level's distance map scores each coarse patch: the router's choice, "
+                         "one fixed level (coarse, middle, fine) or the mean of the levels (ablations)",
+                         choices=("router", "coarse", "middle", "fine", "mean"))
+    prior_power: float = setting(1.0, "S = S_prior^γ x S_recon: 1 the paper's product, between 0 and 1 a milder "
+                                 "modulation (0: the prior leaves S as it is)")
     feature_score: str = setting("recon", "feature backbone: recon (feature reconstruction error) or code (distance "
                                  "of each position's code vector z to its codebook entry)", choices=("recon", "code"))
 
     def __post_init__(self):
         check_numbers(self)
-        if self.smooth_sigma < 0 or self.head_sigma < 0:
-            raise ValueError(f"smooth_sigma and head_sigma must be >= 0, got {self.smooth_sigma}, {self.head_sigma}")
+        if not 0 <= self.prior_power <= 4:
+            raise ValueError(f"prior_power must be in [0, 4], got {self.prior_power}")
+        if not (0 <= self.smooth_sigma <= MAX_SIGMA and 0 <= self.head_sigma <= MAX_SIGMA):
+            raise ValueError(f"smooth_sigma and head_sigma must be in [0, {MAX_SIGMA:g}] (pixels at 64 px: more blurs "
+                             f"every map flat), got {self.smooth_sigma}, {self.head_sigma}")
 
 
 @dataclass

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .backbones import extract_features, load_backbone
 from .budget import budget_loss, lambda_at, patch_entropy
+from .codebank import CodeBankPVQAE, train_router
 from .config import ModelConfig, ScoreConfig, TrainConfig
 from .model import FeatureAutoencoder
 from .routing import routed_share
@@ -192,22 +194,27 @@ def feature_maps(model: FeatureAutoencoder, levels: list[torch.Tensor], image_si
     B = out.scores.shape[0]
     routed = out.scores.argmax(1)
     size = (image_size, image_size)
+    bank = getattr(model, "is_memory_bank", False)
     if prior is not None and model.routes:
         classes = torch.zeros(B, dtype=torch.long, device=routed.device) if classes is None else classes
         probs = prior.predict(routed.flatten(1), classes)
         predicted = probs.argmax(-1).view_as(routed)
-        recon = model(levels, route=predicted).recon
+        rerouted = model(levels, route=predicted)
+        recon = None if bank else rerouted.recon
         s_prior = F.interpolate(prior_score(routed, probs)[:, None], size=size, mode="bilinear",
                                 align_corners=False)[:, 0]
     else:
-        predicted, recon = routed, out.recon
+        predicted, rerouted = routed, out
+        recon = None if bank else out.recon
         s_prior = torch.ones(B, *size, device=routed.device)
-    if cfg.feature_score == "code":
+    if bank:                                  # the code bank: distance to the nearest normal code
+        err = model.error_map(rerouted, levels, cfg.route)
+    elif cfg.feature_score == "code":
         err = code_distance(model, out)
     else:
         err = (recon - model.target(levels)).pow(2).mean(1, keepdim=True)
     s_recon = F.interpolate(err, size=size, mode="bilinear", align_corners=False)[:, 0]
-    s = gaussian_blur(combine(s_prior, s_recon), cfg.smooth_sigma * image_size / 64)
+    s = gaussian_blur(combine(s_prior, s_recon, cfg.prior_power), cfg.smooth_sigma * image_size / 64)
     return {"s": s, "s_prior": s_prior, "s_recon": s_recon, "image": s.flatten(1).amax(1),
             "routed": routed, "predicted": predicted}
 
@@ -273,7 +280,6 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
     the feature autoencoder, or fill PatchCore's memory bank. Returns (model, history, levels).
     With ``profile.train.eval_every`` > 0 the maps of ``eval_set`` are extracted once too, for the
     held-out evaluation during training."""
-    from .backbones import extract_features, load_backbone
     from .patchcore import PatchCore, PatchCoreConfig
     m, t = profile.model, profile.train
     backbone = load_backbone(m.backbone, device=device)
@@ -283,6 +289,9 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
         model = PatchCore(PatchCoreConfig(coreset_ratio=m.coreset_ratio)).fit(levels, seed=t.seed).to(device or "cpu")
         return model.eval(), {"coreset_seconds": time.time() - t0, "memory_size": len(model.memory)}, levels
     entropy = image_entropy(images, m.coarse_stride)
+    if m.feature_model == "bank":
+        model, history = fit_code_bank(images, levels, entropy, profile, backbone, device, progress)
+        return model, history, levels
     eval_levels = (extract_features(backbone, eval_set.images, progress=progress)
                    if t.eval_every > 0 and eval_set is not None else None)
     model, history = train_feature_autoencoder(levels, entropy, m, backbone.channels, t, out_dir, resume, device,
@@ -290,11 +299,59 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
     return model, history, levels
 
 
+def painted_training_maps(images: torch.Tensor, backbone, profile, patch: int, progress: bool = False):
+    """Up to ``profile.train.painted_images`` of ``images`` (seeded choice), each with a synthetic
+    anomaly (:func:`pvqae_lib.anomaly.paint_anomalies`, DRÆM's recipe): (their pyramid maps, the
+    share of each coarse patch the anomaly covers (M, h, w), their DWT entropy (M, h, w))."""
+    from .anomaly import AnomalyConfig, paint_anomalies
+    t = profile.train
+    g = torch.Generator().manual_seed(t.seed + 7)
+    pick = torch.randperm(len(images), generator=g)[:t.painted_images]
+    painted, masks = paint_anomalies(images[pick], g, cfg=AnomalyConfig(anomaly_prob=1.0))
+    coverage = F.avg_pool2d(masks, patch)[:, 0]
+    return extract_features(backbone, painted, progress=progress), coverage, image_entropy(painted, patch)
+
+
+def fit_code_bank(images: torch.Tensor, levels: list[torch.Tensor], entropy: torch.Tensor, profile, backbone,
+                  device=None, progress: bool = False):
+    """PVQAE's codebooks as a memory bank (:mod:`pvqae_lib.codebank`): k-means codebooks on the
+    pyramid descriptors of the normal training maps, then (pvqae) the router, trained with the
+    budget and ``profile.train.router_objective``.
+
+    The router is cross-fitted: it learns on the distances of half the training images to
+    codebooks fitted on the other half (and on synthetic anomalies painted into the first half),
+    because a codebook sits closer to the very descriptors it was fitted on, the more so the
+    fewer positions a level has (the coarse grid): trained on those, the router would learn the
+    codebook's over-fitting, not which level tells normal from anomalous. The final codebooks are
+    then fitted on every training image. Returns (model, history)."""
+    m, t = profile.model, profile.train
+    torch.manual_seed(t.seed)                     # the router's first weights
+    model = CodeBankPVQAE(m, backbone.channels).to(device or "cpu")
+    history: dict = {}
+    if model.routes:
+        t0 = time.time()
+        n = len(images)
+        if n < 2:
+            raise ValueError(f"the code bank's router needs at least 2 training images, got {n}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(t.seed + 11))
+        fitted, routed = order[:n // 2], order[n // 2:]
+        probe = CodeBankPVQAE(m, backbone.channels).to(device or "cpu")
+        probe.fit([f[fitted] for f in levels], seed=t.seed)
+        probe.router = model.router               # the same module: training it trains the model's
+        part = [f[routed] for f in levels]
+        painted = (painted_training_maps(images[routed], backbone, profile, m.coarse_stride, progress)
+                   if t.router_objective == "margin" else None)
+        history.update(train_router(probe, part, entropy[routed], t, painted))
+        history["router_seconds"] = time.time() - t0
+    history.update(model.fit(levels, seed=t.seed))
+    history["bank_sizes"] = [len(model.codebook(r)) for r in model.used]
+    return model.eval(), history
+
+
 def score_images(model, model_cfg: ModelConfig, images: torch.Tensor, prior=None, class_ids=None,
                  cfg: ScoreConfig | None = None, device=None) -> dict:
     """Score images (N, 3, H, W) with a feature model: the pyramid's maps (cached), then
     :func:`score_features`."""
-    from .backbones import extract_features, load_backbone
     backbone = load_backbone(model_cfg.backbone, device=device or next(iter(model.buffers())).device)
     levels = extract_features(backbone, images)
     return score_features(model, levels, images.shape[-1], prior, class_ids, cfg)

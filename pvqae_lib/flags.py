@@ -38,6 +38,17 @@ def positive(kind):
     return check
 
 
+def seed_number(text):
+    """A random seed: a whole number in [0, 2**32 - 1] (numpy's and torch's generators take these)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text}") from None
+    if not 0 <= value <= 2 ** 32 - 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 4294967295], got {text}")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument prints one line (not the whole usage block) and exits with 2."""
 

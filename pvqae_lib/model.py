@@ -209,6 +209,9 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         if cfg.model == "patchcore":
             from .patchcore import PatchCore, PatchCoreConfig
             return PatchCore(PatchCoreConfig(coreset_ratio=cfg.coreset_ratio))
+        if cfg.feature_model == "bank":
+            from .codebank import CodeBankPVQAE  # codebank imports this module (resample)
+            return CodeBankPVQAE(cfg, backbone_channels(cfg.backbone))
         return FeatureAutoencoder(cfg, backbone_channels(cfg.backbone))
     if cfg.image_size % cfg.coarse_stride:
         raise ValueError(f"image_size {cfg.image_size} must be a multiple of the coarse patch {cfg.coarse_stride}")

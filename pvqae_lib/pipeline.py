@@ -119,15 +119,30 @@ def save_trained(trained: Trained, path: Path, extra: dict | None = None) -> Non
 
 
 def load_trained(path: Path, device=None) -> Trained:
-    """Rebuild a :class:`Trained` from :func:`save_trained`'s file."""
+    """Rebuild a :class:`Trained` from :func:`save_trained`'s file. A file whose parts do not fit
+    together (a weight missing or of another shape, a configuration that is not one, priors of
+    another length) is a one-line CheckpointError naming it."""
     ckpt = load_checkpoint(path)
     if "priors" not in ckpt:
         raise CheckpointError(f"{path} is a training checkpoint, not a finished model")
+    try:
+        return _rebuild(ckpt, device)
+    except (KeyError, TypeError, AttributeError, RuntimeError, ValueError, IndexError) as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise CheckpointError(f"{path} is not a complete pvqae_lib model ({type(e).__name__}: {reason})") from None
+
+
+def _rebuild(ckpt: dict, device=None) -> Trained:
+    if not isinstance(ckpt["model_config"], dict) or not isinstance(ckpt["priors"], dict):
+        raise TypeError("model_config and priors must be mappings")
     cfg = from_dict(ModelConfig, ckpt["model_config"])
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
     priors = {}
+    tokens = (cfg.image_size // cfg.coarse_stride) ** 2
     for kind, p in ckpt["priors"].items():
+        if p["num_tokens"] != tokens:
+            raise ValueError(f"its {kind} prior covers {p['num_tokens']} patches, the model's coarse grid {tokens}")
         prior = BudgetPrior(p["num_levels"], p["num_tokens"], p["num_classes"],
                             from_dict(PriorConfig, ckpt["prior_config"]))
         prior.load_state_dict(p["state"])

@@ -6,6 +6,8 @@ from all the others (as VQGAN's transformer does for codes).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -105,8 +107,19 @@ def fit_prior(levels: torch.Tensor, classes: torch.Tensor, num_levels: int, num_
         batch, cls = seq[idx].to(device), classes[idx].long().to(device)
         mask = random_mask(batch.shape, cfg.mask_ratio, g, device)
         _, loss = prior(batch, mask, cls, targets=batch)
+        if not math.isfinite(loss.item()):
+            raise PriorDiverged(f"the prior's training stopped: its loss became {loss.item()} at step "
+                                f"{len(losses) + 1}/{cfg.steps}; lower --prior-lr (now {cfg.lr:g}) and train again "
+                                f"with --force")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    if not all(torch.isfinite(p).all() for p in prior.parameters()):
+        raise PriorDiverged(f"the prior's training stopped: its weights became NaN or infinite after {cfg.steps} "
+                            f"steps; lower --prior-lr (now {cfg.lr:g}) and train again with --force")
     return prior.eval(), losses
+
+
+class PriorDiverged(ValueError):
+    """The prior's loss or weights stopped being finite (one line naming --prior-lr)."""

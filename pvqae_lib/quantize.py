@@ -202,6 +202,40 @@ class LookupFreeQuantizer(nn.Module):
         return 0
 
 
+@torch.no_grad()
+def kmeans(x: torch.Tensor, k: int, iters: int = 5, seed: int = 0, chunk: int = 4096) -> torch.Tensor:
+    """A codebook fitted without gradients: Lloyd's k-means of the rows of ``x`` (N, D), (k, D) out.
+
+    Codes start on ``k`` distinct rows drawn at random; each iteration assigns every row to its
+    nearest code and moves each code to the mean of its rows. A code left with no row (dead) is
+    restarted on the rows farthest from their codes, the k-means form of the dead-code restarts
+    the trained quantizers use. Used where a codebook is read as a memory bank of normal features
+    (:mod:`pvqae_lib.codebank`): the codebook that minimises the quantization error ||z - q||²,
+    which is what the VQ codebook term of L_VQ moves towards, reached in a few passes.
+    """
+    x = x.float()
+    n = len(x)
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= the number of rows ({n}), got k={k}")
+    g = torch.Generator().manual_seed(seed)
+    codes = x[torch.randperm(n, generator=g)[:k].to(x.device)].clone()
+    for _ in range(iters):
+        dist, assign = [], []
+        for i in range(0, n, chunk):
+            m = torch.cdist(x[i:i + chunk], codes).min(1)
+            dist.append(m.values)
+            assign.append(m.indices)
+        dist, assign = torch.cat(dist), torch.cat(assign)
+        sums = torch.zeros_like(codes).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        alive = counts > 0
+        codes[alive] = sums[alive] / counts[alive, None]
+        dead = int((~alive).sum())
+        if dead:                          # restart dead codes on the worst-served rows
+            codes[~alive] = x[dist.topk(dead).indices]
+    return codes
+
+
 def build_quantizer(kind: str, codebook_size: int, dim: int, beta: float) -> nn.Module:
     """The quantizer named by ``--quantizer``: 'vq' (codebook lookup) or 'lfq' (codebook_size = 2**dim)."""
     if kind == "vq":

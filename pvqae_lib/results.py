@@ -154,9 +154,44 @@ def index_row(name: str, record: dict) -> dict:
     return row
 
 
+class ResultsError(ValueError):
+    """A results folder or file the index cannot be built from (one line naming it)."""
+
+
+def read_result(path: Path) -> dict:
+    """One committed result, checked: a UTF-8 JSON object whose metrics are numbers (or null) and
+    whose ``config``, when present, is an object. ResultsError naming the file otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsError(f"result {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise ResultsError(f"cannot read result {path}: {e.strerror or e}") from None
+    if not text.strip():
+        raise ResultsError(f"result {path} is empty")
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ResultsError(f"result {path} is not valid JSON") from None
+    if not isinstance(record, dict):
+        raise ResultsError(f"result {path} is a JSON {type(record).__name__}, not an object")
+    for c in METRIC_COLUMNS + ["seconds", "train_seconds"]:
+        v = record.get(c)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ResultsError(f"result {path}: {c} must be a number or null, got {v!r}")
+    if "config" in record and not isinstance(record["config"], dict):
+        raise ResultsError(f"result {path}: config must be an object, got {record['config']!r}")
+    return record
+
+
 def build_index(results_dir: Path | str = RESULTS) -> pd.DataFrame:
-    """One row per ``*.json`` of ``results_dir``, sorted by file name, with the columns ``COLUMNS``."""
-    rows = [index_row(p.name, json.loads(p.read_text())) for p in sorted(Path(results_dir).glob("*.json"))]
+    """One row per ``*.json`` of ``results_dir``, sorted by file name, with the columns ``COLUMNS``
+    (ResultsError naming the folder when it is missing, or the first file that is not a result)."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise ResultsError(f"results folder {results_dir} is missing")
+    rows = [index_row(p.name, read_result(p)) for p in sorted(results_dir.glob("*.json"))]
     return _typed(pd.DataFrame(rows, columns=COLUMNS))
 
 
@@ -199,9 +234,23 @@ def write_index(index: pd.DataFrame | None = None, path: Path | str | None = Non
 
 
 def load_index(path: Path | str | None = None) -> pd.DataFrame:
-    """The committed index as a DataFrame (booleans as booleans, empty cells as NaN/None)."""
+    """The committed index as a DataFrame (booleans as booleans, empty cells as NaN/None);
+    ResultsError naming the file when it is missing or not the index this module writes."""
     path = Path(path) if path is not None else RESULTS / INDEX_FILE
-    return _typed(pd.read_csv(path))
+    try:
+        index = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ResultsError(f"results index {path} is missing: python -m pvqae_lib.results writes it") from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise ResultsError(f"results index {path} cannot be read ({' '.join(str(e).split())[:120]})") from None
+    if list(index.columns) != COLUMNS:
+        raise ResultsError(f"results index {path} does not have the index's columns: python -m pvqae_lib.results "
+                           f"rewrites it")
+    try:
+        return _typed(index)
+    except (ValueError, TypeError) as e:
+        raise ResultsError(f"results index {path} holds a value of the wrong type "
+                           f"({' '.join(str(e).split())[:120]})") from None
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -291,7 +340,11 @@ def main(argv=None) -> int:
     """``python -m pvqae_lib.results``: regenerate (or ``--check``) every generated results file
     (the command lives with the renderers, :func:`pvqae_lib.report.regenerate`)."""
     from .report import regenerate
-    return regenerate(argv)
+    try:
+        return regenerate(argv)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import os
 import platform
 import shlex
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -109,6 +110,7 @@ def _write_atomic(path: Path, write) -> None:
     path = Path(path)
     if path.is_dir():
         raise RunError(f"cannot write {path}: it is a folder")
+    check_regular(path)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -158,6 +160,8 @@ def read_json(path: Path, what: str = "file") -> dict:
         raise RunError(f"cannot read {what} {path}: {os_reason(e)}") from None
     except (ValueError, UnicodeDecodeError):
         raise RunError(f"{what} {path} is not valid JSON") from None
+    except RecursionError:
+        raise RunError(f"{what} {path} is nested too deeply to be one this library wrote") from None
     if not isinstance(data, dict):
         raise RunError(f"{what} {path} is not a JSON object")
     return data
@@ -271,11 +275,46 @@ def check_train_out(out: Path, force: bool) -> None:
                        f"choose a new folder, or --force to write the run's files beside them")
 
 
+def check_outside_dataset(out: Path, root, flag: str = "--out") -> None:
+    """RunError when ``out`` lies inside the dataset folder ``root``: a run or predictions written there
+    would become part of the dataset (a folder under test/ is read as a defect kind)."""
+    if not root:
+        return
+    try:
+        out_r, root_r = Path(out).resolve(), Path(root).resolve()
+    except (OSError, RuntimeError):          # a link loop: the loaders name it
+        return
+    if out_r == root_r or root_r in out_r.parents:
+        raise RunError(f"{flag} {out} is inside the dataset folder {root}: write runs and predictions elsewhere "
+                       f"(the dataset would read them as images)")
+
+
+def check_regular(path: Path, flag: str | None = None) -> None:
+    """RunError unless ``path`` is missing or a regular file: a write renames a new file over it, so a
+    device node (even /dev/null), a pipe, a socket or a link to one is never replaced."""
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {os_reason(e)}") from None
+    if stat.S_ISLNK(mode):
+        what = "a symbolic link"
+    elif not stat.S_ISREG(mode):
+        what = "a device, pipe or socket" if not stat.S_ISDIR(mode) else "a folder"
+    else:
+        return
+    raise RunError(f"{flag + ' ' if flag else ''}{path} is {what}, not a regular file: refusing to replace it")
+
+
 def check_writable_file(path: Path, force: bool, flag: str = "--json") -> None:
-    """A file a command is about to write: not a folder, not existing unless ``force``."""
+    """A file a command is about to write: not a folder, not a device, pipe, socket or link (never
+    replaced, even with ``force``), not existing unless ``force``."""
     path = Path(path)
     if path.is_dir():
         raise RunError(f"{flag} {path} is a folder, not a file")
+    check_regular(path, flag)
     if path.exists() and not force:
         raise RunError(f"{path} exists: --force to overwrite it")
     parent = next((p for p in path.parents if p.exists()), None)
@@ -336,10 +375,11 @@ def load_split(run: dict, split: str):
         n = d["num_train"] if split == "train" else d["num_test"]
         cats = [d["category"]] if d["category"] else None
         return make_synthetic(split, d["image_size"], categories=cats, num_per_category=n, seed=d["seed"])
-    return load_dataset(d["dataset"], d["root"], split, d["image_size"], category=d["category"], seed=d["seed"])
+    return load_dataset(d["dataset"], d["root"], split, d["image_size"], category=d["category"], seed=d["seed"],
+                        train_list=d.get("train_list"))
 
 
 __all__ = ["RunError", "RunLock", "git_commit", "command_line", "machine", "save_atomic", "write_json",
            "write_text", "load_weights", "read_json", "is_run_dir", "check_train_out", "check_writable_file",
-           "RUN_FILES", "CONFIG", "CHECKPOINT", "MODEL_FILE", "LOCK", "check_not_started", "new_folders",
-           "remove_new_folders", "check_run", "open_run", "load_split"]
+           "RUN_FILES", "CONFIG", "CHECKPOINT", "MODEL_FILE", "LOCK", "check_not_started", "check_outside_dataset",
+           "check_regular", "new_folders", "remove_new_folders", "check_run", "open_run", "load_split"]

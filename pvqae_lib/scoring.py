@@ -109,9 +109,10 @@ def peak_in_mask(maps, masks):
     return masks[range(len(masks)), y, x]
 
 
-def combine(s_prior: torch.Tensor, s_recon: torch.Tensor) -> torch.Tensor:
-    """The paper's pixel-wise product S = S_prior × S_recon."""
-    return s_prior * s_recon
+def combine(s_prior: torch.Tensor, s_recon: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """The paper's pixel-wise product S = S_prior × S_recon; with ``power`` γ < 1 the milder
+    S = S_prior^γ × S_recon (ScoreConfig.prior_power: the prior as a modulation, chapter 8b)."""
+    return (s_prior if power == 1 else s_prior.pow(power)) * s_recon
 
 
 @torch.no_grad()
@@ -140,7 +141,7 @@ def anomaly_maps(model, images: torch.Tensor, prior=None, classes: torch.Tensor 
         predicted, recon = routed, out.recon
         s_prior = torch.ones(B, H, W, device=images.device)
     s_recon = recon_score(recon, images)
-    s = gaussian_blur(combine(s_prior, s_recon), cfg.smooth_sigma * H / 64)
+    s = gaussian_blur(combine(s_prior, s_recon, cfg.prior_power), cfg.smooth_sigma * H / 64)
     return Scores(s, s_prior, s_recon, s.flatten(1).amax(1), routed, predicted, recon)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..config import profile_from_dict
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
-from ..runs import check_run, check_writable_file, git_commit, load_split, machine, open_run, write_json
-from .common import device_of, fmt, run_lock_if_run
+from ..runs import check_run, check_writable_file, git_commit, load_split, machine, write_json
+from .common import device_of, fmt, open_checked_run, run_lock_if_run
 
 
 def scoring_of(args, trained, run, run_dir: Path):
@@ -44,7 +44,7 @@ def command(args) -> int:
     with run_lock_if_run(out_json.parent, args):   # a JSON written into a run folder: one writer at a time
         t0, commit = time.time(), git_commit()      # the code that runs, even if HEAD moves meanwhile
         device = device_of(args)
-        trained, run = open_run(run_dir, device)
+        trained, run = open_checked_run(run_dir, device)
         prior, cfg = scoring_of(args, trained, run, run_dir)
         test_set = load_split(run, "test")
         normal_set = load_split(run, "train") if cfg.standardize else None

@@ -15,18 +15,18 @@ from ..flags import UsageError
 from ..runs import (
     RunError,
     RunLock,
+    check_outside_dataset,
     check_run,
     git_commit,
     load_split,
     machine,
     new_folders,
-    open_run,
     read_json,
     remove_new_folders,
     write_json,
     write_text,
 )
-from .common import device_of
+from .common import device_of, open_checked_run
 from .evaluate import describe_scoring, scoring_of
 
 PREDICTIONS = "predictions.csv"
@@ -92,6 +92,9 @@ def normal_scores_of(trained, run, category, prior, cfg, reference, device):
     keep = test_set.labels.numpy() == 0
     if category is not None:
         keep &= test_set.categories.numpy() == test_set.category_names.index(category)
+    if not keep.any():
+        raise UsageError(f"the run's test split has no normal image{' of ' + category if category else ''} to "
+                         f"calibrate the scores against: use --no-calibrate")
     return score(trained, test_set.subset(np.flatnonzero(keep).tolist()), prior, cfg, device=device,
                  reference=reference)["image"]
 
@@ -101,7 +104,7 @@ def write_maps(args, scoring, files, names, partial: Path, normal_scores) -> tup
     from ..pipeline import normal_percentile, score_files
     trained, category, prior, cfg, reference, device = scoring
     vmax = None if normal_scores is None else float(normal_scores.max())   # red: as high as any normal image's peak
-    rows, scores, percentiles = ["image,score,normal_percentile,anomalous,map"], [], []
+    rows, scores, percentiles = [["image", "score", "normal_percentile", "anomalous", "map"]], [], []
     for images, result in score_files(trained, files, category or trained.category_names[0], prior, cfg, reference,
                                       device):
         if normal_scores is not None:
@@ -110,10 +113,9 @@ def write_maps(args, scoring, files, names, partial: Path, normal_scores) -> tup
             n = len(scores)
             save_heat_picture(images.images[i], result["s"][i], vmax, partial / names[n])
             scores.append(float(result["image"][i]))
-            rows.append(",".join([csv_field(str(files[n])), f"{scores[-1]:.6g}",
-                                  f"{percentiles[n]:.1f}" if percentiles else "",
-                                  "" if args.threshold is None else str(int(scores[-1] > args.threshold)),
-                                  f"maps/{names[n]}"]))
+            rows.append([csv_text(str(files[n])), f"{scores[-1]:.6g}", f"{percentiles[n]:.1f}" if percentiles else "",
+                         "" if args.threshold is None else str(int(scores[-1] > args.threshold)),
+                         csv_text(f"maps/{names[n]}")])
     return rows, scores, percentiles
 
 
@@ -126,7 +128,9 @@ def publish(out: Path, partial: Path, previous: set, names: list, rows: list, re
     for picture in partial.iterdir():
         picture.replace(out / "maps" / picture.name)
     partial.rmdir()
-    write_text("\n".join(rows) + "\n", out / PREDICTIONS)
+    table = io.StringIO()
+    csv.writer(table, lineterminator="\n").writerows(rows)     # quotes commas, quotes and line breaks
+    write_text(table.getvalue(), out / PREDICTIONS)
     write_json(record, out / PREDICTIONS_JSON)
 
 
@@ -134,8 +138,13 @@ def write_locked(args, out: Path, work):
     """``work(partial)`` holding the lock of ``out``, with a fresh ``.maps.*.partial/`` folder in it for
     the pictures: an unreadable image half-way leaves no half output behind, and a folder this call
     made is removed whole. Returns what ``work`` returns."""
-    created = new_folders(out)
-    out.mkdir(parents=True, exist_ok=True)
+    created = []                                       # only the folders this call itself made
+    for folder in reversed(new_folders(out)):
+        try:
+            folder.mkdir()
+            created.insert(0, folder)
+        except FileExistsError:                        # another predict made it first: not ours
+            pass
     lock = RunLock(out, args.command_line)
     try:
         lock.acquire()
@@ -144,6 +153,13 @@ def write_locked(args, out: Path, work):
         raise
     partial = None
     try:
+        for stale in out.glob(".maps.*.partial"):      # left by a predict killed half-way (we hold the lock)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+        if not args.force and ((out / PREDICTIONS).exists() or (out / PREDICTIONS_JSON).exists()):
+            # checked again under the lock: another predict may have finished since check_out
+            raise UsageError(f"{out} already holds predictions (written while this one started): "
+                             f"--force to overwrite them")
         partial = Path(tempfile.mkdtemp(dir=out, prefix=".maps.", suffix=".partial"))
         return work(partial)
     except BaseException:
@@ -171,7 +187,8 @@ def command(args) -> int:
     check_names(args, out, names, previous)
     t0, commit = time.time(), git_commit()
     device = device_of(args)
-    trained, run = open_run(run_dir, device)
+    trained, run = open_checked_run(run_dir, device)
+    check_outside_dataset(out, run["data"].get("root"))
     prior, cfg = scoring_of(args, trained, run, run_dir)
     category = category_of(args, trained, prior, cfg)
     reference = normal_maps(trained, load_split(run, "train"), prior, cfg, device) if cfg.standardize else None
@@ -212,6 +229,8 @@ def save_heat_picture(image, heat, vmax: float | None, path: Path) -> None:
     Image.fromarray(picture).resize((picture.shape[1] * scale, picture.shape[0] * scale), Image.NEAREST).save(path)
 
 
-def csv_field(text: str) -> str:
-    """A CSV field: quoted when it holds a comma, a quote or a line break."""
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+def csv_text(text: str) -> str:
+    """A text field of predictions.csv that a spreadsheet will not run: one starting with =, +, -, @,
+    a tab or a carriage return gets a leading apostrophe (OWASP's CSV-injection rule); the csv
+    module quotes the rest."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..config import Profile, get_profile, lfq_implied, profile_from_dict, replace, with_backbone
-from ..data import check_dataset, mtsd_split
+from ..data import check_dataset, mtsd_split, read_train_list
 from ..flags import UsageError, apply_settings, config_settings, given_settings, show
 from ..runs import (
     CHECKPOINT,
@@ -21,6 +21,7 @@ from ..runs import (
     RunError,
     RunLock,
     check_not_started,
+    check_outside_dataset,
     check_train_out,
     git_commit,
     load_split,
@@ -36,6 +37,11 @@ from .common import check_buildable, device_of
 PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "router_hidden", "feature_hidden")
 
 
+# the code bank's settings, and the decoder's that do nothing on a bank
+BANK_ONLY = ("bank_size", "bank_memory", "bank_samples", "kmeans_iters", "router_objective", "painted_images")
+DECODER_ONLY = ("code_dim", "codebook_size", "quantizer", "beta", "feature_hidden", "feature_noise", "lr_schedule",
+                "batch_size")
+
 # ---------------------------------------------------------------------------------- the profile
 
 def profile_from_args(args) -> Profile:
@@ -44,6 +50,9 @@ def profile_from_args(args) -> Profile:
     p = with_backbone(get_profile(args.profile), args.backbone or "pixel")
     by_name = {s.name: v for s, v in given.items() if s.section == "model"}
     implied = {k: v for k, v in lfq_implied(by_name).items() if k not in by_name}     # LFQ: 2**code_dim codes
+    if p.model.backbone != "pixel" and by_name.get("model", p.model.model) in ("pvqae", "membank") \
+            and "feature_model" not in by_name:
+        implied["feature_model"] = "bank"      # the measured best on a feature pyramid (chapter 8b)
     p = apply_settings(replace(p, model=replace(p.model, **implied)), given)
     check_flags_apply(given, p)
     return p
@@ -58,14 +67,24 @@ def check_flags_apply(given: dict, p: Profile) -> None:
         raise UsageError("--feature-noise and --coreset-ratio apply with a feature --backbone only")
     if "model.coreset_ratio" in flags and m.model != "patchcore":
         raise UsageError("--coreset-ratio applies to --model patchcore only")
+    bank_flags = [f for k, f in flags.items() if k.split(".")[1] in BANK_ONLY]
+    if bank_flags and m.feature_model != "bank":
+        raise UsageError(f"{', '.join(bank_flags)} apply to the code bank (--feature-model bank) only")
     unused = []
+    if m.feature_model == "bank":
+        unused = [f for k, f in flags.items() if k.split(".")[1] in DECODER_ONLY]
+        if m.model == "membank":
+            unused += [f for k, f in flags.items() if k.split(".")[0] == "prior"
+                       or k.split(".")[1] in ("router_objective", "painted_images", "lambda_max", "schedule", "tau",
+                                              "router_hidden", "epochs", "lr")]
     if m.model == "patchcore":
         unused = [f for k, f in flags.items() if k.split(".")[0] in ("train", "prior") and k != "train.seed"
                   or k.split(".")[1] in PATCHCORE_IDLE]
     if m.backbone != "pixel":
         unused += [f for k, f in flags.items() if k in ("model.width", "model.stem_mults", "model.level_mults")]
     if unused:
-        what = "--model patchcore" if m.model == "patchcore" else f"--backbone {m.backbone}"
+        what = ("--model patchcore" if m.model == "patchcore" else f"--model {m.model} --feature-model bank"
+                if m.feature_model == "bank" else f"--backbone {m.backbone}")
         raise UsageError(f"{', '.join(unused)} do nothing with {what}: drop them")
     if p.train.restore_anomalies and m.backbone != "pixel":
         raise UsageError("--restore-anomalies trains the pixel model only (features are extracted once, unpainted)")
@@ -145,8 +164,32 @@ def saved_run(args, out: Path) -> tuple[dict, Profile]:
         check_resume_flags(args.argv, run, out)
     except (KeyError, TypeError, AttributeError) as e:
         raise RunError(f"run configuration {config_path} is incomplete ({type(e).__name__}: {e})") from None
-    load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
+    ckpt = load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
+    check_checkpoint_is_the_runs(ckpt, profile, out)
     return run, profile
+
+
+def check_checkpoint_is_the_runs(ckpt: dict, profile: Profile, out: Path) -> None:
+    """``--resume``: the checkpoint's model and training settings must be config.json's (a checkpoint
+    copied from another run would load weights of another width, or continue another schedule)."""
+    from dataclasses import asdict
+    saved = {"model": ckpt.get("model_config"), "train": ckpt.get("train_config")}
+    recorded = {"model": asdict(profile.model), "train": asdict(profile.train)}
+    diff = []
+    for section in saved:
+        if not isinstance(saved[section], dict):
+            raise RunError(f"cannot resume: {out / CHECKPOINT} records no {section} settings")
+        diff += [f"{section}.{k} {saved[section][k]!r} vs {v!r}" for k, v in recorded[section].items()
+                 if k in saved[section] and not json_equal(saved[section][k], v)]
+    if diff:
+        raise RunError(f"cannot resume: {out / CHECKPOINT} was trained with other settings than {out / CONFIG} "
+                       f"({'; '.join(diff[:4])}): it belongs to another run; train again with --force")
+
+
+def json_equal(a, b) -> bool:
+    """Equal once both are written as JSON (tuples and lists alike)."""
+    import json
+    return json.dumps(a, default=str) == json.dumps(b, default=str)
 
 
 def new_run(args, out: Path) -> tuple[dict, Profile]:
@@ -155,13 +198,24 @@ def new_run(args, out: Path) -> tuple[dict, Profile]:
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root DIR")
     profile = profile_from_args(args)
+    train_list = None
+    if args.train_list is not None:
+        if args.dataset != "mtsd":
+            raise UsageError(f"--train-list applies to --dataset mtsd (its normals have no fixed split), "
+                             f"not {args.dataset}")
+        train_list = read_train_list(args.train_list)
     shape = [show(s, v) for s, v in given_settings(args).items()        # the model's size flags given, if any
              if s.section == "model" and isinstance(s.default, (int, tuple))]
     check_buildable(profile.model, ", ".join(shape) or None)
+    try:
+        root = str(Path(args.root).resolve()) if args.root else None
+    except (RuntimeError, OSError) as e:          # a symbolic-link loop
+        raise UsageError(f"--root {args.root}: {' '.join(str(e).split())}") from None
     run = {"profile": profile.to_dict(), "command": args.command_line, "git_commit": git_commit(),
-           "data": {"dataset": args.dataset, "root": str(Path(args.root).resolve()) if args.root else None,
+           "data": {"dataset": args.dataset, "root": root,
                     "category": args.category, "image_size": profile.model.image_size, "seed": profile.train.seed,
-                    "num_train": profile.num_train, "num_test": profile.num_test}}
+                    "num_train": profile.num_train, "num_test": profile.num_test,
+                    **({"train_list": train_list} if train_list is not None else {})}}
     return run, profile
 
 
@@ -176,11 +230,32 @@ def train_device(args) -> torch.device:
 def training_images(run: dict, profile: Profile):
     """The run's training ImageSet, once its test split's masks are checked (before any training)."""
     d = run["data"]
-    check_dataset(d["dataset"], d["root"], d["category"], d["seed"])
+    check_dataset(d["dataset"], d["root"], d["category"], d["seed"], d.get("train_list"))
     train_set = load_split(run, "train")
-    if len(train_set) < profile.train.batch_size:
-        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}")
+    trains_in_batches = profile.model.model != "patchcore" and profile.model.feature_model != "bank"
+    if trains_in_batches and len(train_set) < profile.train.batch_size:
+        raise UsageError(f"only {len(train_set)} training images, fewer than --batch-size {profile.train.batch_size}: "
+                         f"give --batch-size {len(train_set)} or fewer")
     return train_set
+
+
+def images_fingerprint(images) -> str:
+    """A short content hash of the training images (their pixels as the model sees them)."""
+    import hashlib
+    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def check_same_images(run: dict, train_set, out: Path, resume: bool) -> None:
+    """A new run records its training images' fingerprint in config.json; ``--resume`` refuses to go
+    on when the images it would now train on are not those (a dataset changed on disk)."""
+    now = images_fingerprint(train_set.images)
+    if not resume:
+        run["data"]["fingerprint"] = now
+        return
+    saved = run["data"].get("fingerprint")
+    if saved is not None and saved != now:
+        raise RunError(f"cannot resume {out}: its training images changed since it started (fingerprint {now}, "
+                       f"recorded {saved} in {out / CONFIG}); train a new run")
 
 
 def start_writing(args, out: Path, run: dict, wrote: list) -> None:
@@ -194,7 +269,8 @@ def start_writing(args, out: Path, run: dict, wrote: list) -> None:
         wrote.append(out / CONFIG)
     if run["data"]["dataset"] == "mtsd":
         existed = (out / SPLIT).exists()
-        write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"]), out / SPLIT)
+        write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"], train_list=run["data"].get("train_list")),
+                   out / SPLIT)
         if not existed:
             wrote.append(out / SPLIT)
 
@@ -204,9 +280,11 @@ def command(args) -> int:
     from ..train import distributed_context
     out = Path(args.out)
     check_train_out(out, args.force)
+    check_outside_dataset(out, args.root)
     run, profile = saved_run(args, out) if args.resume else new_run(args, out)
     device = train_device(args)
     train_set = training_images(run, profile)
+    check_same_images(run, train_set, out, args.resume)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if distributed_context(device)[1] > 1:
         torch.distributed.barrier()   # every rank has checked --out above before rank 0 writes into it

@@ -8,7 +8,7 @@ from .downloads import DATASETS, download, download_file
 from .files import image_files, load_images
 from .imageset import DataError, ImageSet, concat
 from .load import DATASET_NAMES, check_dataset, load_dataset
-from .real import load_btad, load_folder, load_mtsd, load_mvtec, mtsd_split
+from .real import load_btad, load_folder, load_mtsd, load_mvtec, mtsd_split, read_train_list
 from .synthetic import CATEGORIES, DEFECT_KINDS, make_synthetic, render
 from .transforms import augment
 
@@ -16,7 +16,7 @@ __all__ = [
     "DataError", "ImageSet", "concat",
     "make_synthetic", "render", "CATEGORIES", "DEFECT_KINDS",
     "load_dataset", "check_dataset", "DATASET_NAMES", "load_mvtec", "load_btad", "load_mtsd", "load_folder",
-    "mtsd_split",
+    "mtsd_split", "read_train_list",
     "image_files", "load_images",
     "augment",
     "download", "download_file", "extract", "check_archive", "DATASETS",

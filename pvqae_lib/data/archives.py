@@ -8,6 +8,7 @@ one-line ``DataError`` naming the file.
 from __future__ import annotations
 
 import lzma
+import stat
 import tarfile
 import zipfile
 import zlib
@@ -64,8 +65,22 @@ def _check_member(name: str, dest: Path, archive: Path) -> None:
     """Refuse archive members that would land outside ``dest`` (absolute paths, '..', drive letters)."""
     p = PurePosixPath(name.replace("\\", "/"))
     outside = not (dest / p).resolve().is_relative_to(dest.resolve())
-    if p.is_absolute() or ".." in p.parts or (len(name) > 1 and name[1] == ":") or outside:
+    drive = len(name) > 1 and name[0].isalpha() and name[1] == ":" and (len(name) == 2 or name[2] in "/\\")
+    if p.is_absolute() or ".." in p.parts or drive or outside:
         raise DataError(f"unsafe path {name!r} in archive {archive}: refusing to extract")
+
+
+MAX_RATIO = 50                  # an archive unpacking to more than this many times its size ...
+MAX_UNCHECKED = 1 << 30         # ... and to more than 1 GiB is refused as a decompression bomb
+
+
+def check_unpacked_size(total: int, archive: Path) -> None:
+    """DataError when the members of ``archive`` would unpack to more than MAX_RATIO times its size and
+    more than 1 GiB (images barely compress: the datasets unpack to about their archive's size)."""
+    size = archive.stat().st_size
+    if total > MAX_UNCHECKED and total > MAX_RATIO * size:
+        raise DataError(f"archive {archive} would unpack to {total / 2 ** 30:.1f} GiB from {size / 2 ** 20:.1f} MiB "
+                        f"(over {MAX_RATIO}x): refusing a decompression bomb")
 
 
 def extract(archive, dest) -> Path:
@@ -75,12 +90,18 @@ def extract(archive, dest) -> Path:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as z:
-                for info in z.infolist():
+                infos = z.infolist()
+                for info in infos:
                     _check_member(info.filename, dest, archive)
+                    if stat.S_ISLNK(info.external_attr >> 16):
+                        raise DataError(f"unsafe member {info.filename!r} in archive {archive}: links are not "
+                                        f"extracted")
+                check_unpacked_size(sum(i.file_size for i in infos), archive)
                 z.extractall(dest)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive, "r:*") as t:
                 members = t.getmembers()
+                check_unpacked_size(sum(m.size for m in members), archive)
                 for m in members:
                     _check_member(m.name, dest, archive)
                     if not (m.isfile() or m.isdir()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -113,7 +114,10 @@ def mask_array(path: Path, image_path: Path, image_size: tuple[int, int]) -> np.
     greyscale ('L', alpha dropped). One-line ``DataError`` naming the mask for: a size different
     from its image's, a grey mask (more than two values that do not reach full white, e.g. a label
     map 0/1/2 or soft values that a threshold would silently drop), a mask with no background (0)
-    pixel, and an empty mask (no defect pixel: a defect image must have its defect marked).
+    pixel. An empty mask (all 0) is real data (the full MTSD download has four in MT_Uneven) and is
+    returned as it is: :func:`load_rows` reports those files in one warning, and the metrics count
+    such an image as defective for image AUROC and all its pixels as normal ones for pixel AUROC and
+    PRO (it has no defect region), as anomalib and the MTD literature do.
     """
     im = _open(path)
     if im.size != image_size:
@@ -148,10 +152,23 @@ def mask_array(path: Path, image_path: Path, image_size: tuple[int, int]) -> np.
         raise DataError(f"mask {path} is not binary: {len(values)} distinct values from {values[0]} to "
                         f"{values[-1]} (expected 0 and one other value, e.g. 0/255, 0/1 or mode '1', "
                         f"or anti-aliased edges reaching {full:g})")
-    if not mask.any():
-        raise DataError(f"mask {path} of defect image {image_path} is empty (all 0): mark the defect "
-                        f"or move the image to the normal ('good') images")
     return mask
+
+
+class EmptyMaskWarning(UserWarning):
+    """Defect images whose masks mark no pixel (accepted; see :func:`mask_array`)."""
+
+
+EMPTY_MASK_RULE = ("counted as defective in image AUROC; all their pixels count as normal in pixel AUROC and PRO")
+
+
+def warn_empty_masks(paths: list) -> None:
+    """One warning naming the defect images' masks that mark no pixel (at full size or after
+    resizing) and how the metrics treat them (:data:`EMPTY_MASK_RULE`)."""
+    if paths:
+        names = ", ".join(str(p) for p in paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+        warnings.warn(f"{len(paths)} defect image mask(s) are empty (all 0): {names}; {EMPTY_MASK_RULE}",
+                      EmptyMaskWarning, stacklevel=2)
 
 
 def read_mask(path: Path, size: int, image_path: Path, image_size: tuple[int, int]) -> np.ndarray:
@@ -172,16 +189,18 @@ def image_size_of(path: Path) -> tuple[int, int]:
 
 def check_masks(rows: list[Row], num_workers: int | None = None) -> int:
     """Check every mask of ``rows`` at full size as ``mask_array`` does (size against its image's
-    header, binary, not empty), without decoding the images; returns how many masks were checked.
+    header, binary; an empty one is named in one warning), without decoding the images; returns how
+    many masks were checked.
     Raises the first problem found as a one-line ``DataError`` naming the file."""
     with_masks = [r for r in rows if r.mask is not None]
 
-    def check(row: Row):
-        mask_array(row.mask, row.image, image_size_of(row.image))
+    def check(row: Row) -> bool:
+        return bool(mask_array(row.mask, row.image, image_size_of(row.image)).any())
 
     workers = num_workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(check, with_masks))  # list() re-raises the first error
+        marked = list(pool.map(check, with_masks))  # list() re-raises the first error
+    warn_empty_masks([r.mask for r, m in zip(with_masks, marked) if not m])
     return len(with_masks)
 
 
@@ -204,6 +223,7 @@ def load_rows(rows: list[Row], size: int, category_names: list[str] | None = Non
     workers = num_workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(load, range(N)))  # list() re-raises the first error
+    warn_empty_masks([r.mask for i, r in enumerate(rows) if r.mask is not None and not masks[i].any()])
     return ImageSet(
         images=torch.from_numpy(images).permute(0, 3, 1, 2),  # (N, 3, S, S) float32 in [0, 1], no copy
         masks=torch.from_numpy(masks).float().unsqueeze(1),  # (N, 1, S, S)

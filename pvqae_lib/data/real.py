@@ -155,16 +155,55 @@ def _mtsd_images(folder: Path) -> list[Path]:
     return files
 
 
-def _mtsd_index(root: Path, seed: int, test_fraction: float):
-    """(train rows, test rows) of MTSD: a seeded share of the normals is held out for testing."""
+def read_train_list(path) -> list[str]:
+    """The file names of a train list (``train --train-list``): one image name per line, with or
+    without its extension (DifferNet's ``mtd_train_filenames.txt`` for MTD's published protocol),
+    blank lines and lines starting with '#' ignored. One-line DataError naming the file for an
+    unreadable, empty or non-text file or a name given twice."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"train list {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise DataError(f"cannot read train list {path}: {e.strerror or e}") from None
+    names = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not names:
+        raise DataError(f"train list {path} names no image")
+    stems = [Path(n).stem for n in names]
+    seen = set()
+    for n, stem in zip(names, stems):
+        if "/" in n or "\\" in n or n in (".", ".."):
+            raise DataError(f"train list {path}: {n!r} is not a file name (give names, not paths)")
+        if stem in seen:
+            raise DataError(f"train list {path} names {n!r} twice")
+        seen.add(stem)
+    return names
+
+
+def _mtsd_index(root: Path, seed: int, test_fraction: float, train_list: list[str] | None = None):
+    """(train rows, test rows) of MTSD: a seeded share of the normals is held out for testing, or,
+    with ``train_list`` (image names), exactly the listed normals are trained on and the others
+    tested (a published protocol, or a user's own split)."""
     if not (root / "MT_Free" / "Imgs").is_dir():
         raise DataError(f"mtsd root {root}: missing MT_Free/Imgs")
     if not 0 < test_fraction < 1:
         raise DataError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     normals = _mtsd_images(root / "MT_Free" / "Imgs")
-    perm = np.random.default_rng(seed).permutation(len(normals))
-    n_test = int(round(test_fraction * len(normals)))
-    test_idx = set(perm[:n_test].tolist())
+    if train_list is not None:
+        by_stem = {p.stem: i for i, p in enumerate(normals)}
+        missing = [n for n in train_list if Path(n).stem not in by_stem]
+        if missing:
+            raise DataError(f"the train list names {len(missing)} image(s) not in {root / 'MT_Free' / 'Imgs'}, "
+                            f"e.g. {missing[0]!r}")
+        listed = {by_stem[Path(n).stem] for n in train_list}
+        if len(listed) == len(normals):
+            raise DataError("the train list names every normal image: none would be left for testing")
+        test_idx = set(range(len(normals))) - listed
+    else:
+        perm = np.random.default_rng(seed).permutation(len(normals))
+        n_test = int(round(test_fraction * len(normals)))
+        test_idx = set(perm[:n_test].tolist())
     train = [Row(p, None, "good", MTSD_CATEGORY) for i, p in enumerate(normals) if i not in test_idx]
     test = [Row(p, None, "good", MTSD_CATEGORY) for i, p in enumerate(normals) if i in test_idx]
     defect_folders = sorted(p for p in root.iterdir() if p.name.startswith("MT_") and p.name != "MT_Free")
@@ -178,22 +217,26 @@ def _mtsd_index(root: Path, seed: int, test_fraction: float):
     return train, test
 
 
-def mtsd_split(root, seed: int = 0, test_fraction: float = 0.2) -> dict[str, list[str]]:
+def mtsd_split(root, seed: int = 0, test_fraction: float = 0.2,
+               train_list: list[str] | None = None) -> dict[str, list[str]]:
     """The MTSD split as ``{'train': [...], 'test': [...]}``, paths relative to root (POSIX).
 
     MTSD has no official split: the normal images (MT_Free) are shuffled with ``seed`` and
     ``test_fraction`` of them go to test; every defective image is in test. Write this to a run
-    directory to record exactly which images a model was trained on.
+    directory to record exactly which images a model was trained on. ``train_list``: see
+    :func:`_mtsd_index`.
     """
     root = _root(root, "mtsd")
-    train, test = _mtsd_index(root, seed, test_fraction)
+    train, test = _mtsd_index(root, seed, test_fraction, train_list)
     return {name: [r.image.relative_to(root).as_posix() for r in rows]
             for name, rows in (("train", train), ("test", test))}
 
 
-def load_mtsd(root, split: str, size: int, seed: int = 0, test_fraction: float = 0.2) -> ImageSet:
-    """MTSD: one category 'magnetic_tile'; kinds are the defect folders without 'MT_' (e.g. 'Blowhole')."""
+def load_mtsd(root, split: str, size: int, seed: int = 0, test_fraction: float = 0.2,
+              train_list: list[str] | None = None) -> ImageSet:
+    """MTSD: one category 'magnetic_tile'; kinds are the defect folders without 'MT_' (e.g. 'Blowhole').
+    ``train_list``: the normal images to train on, by name (the others are test)."""
     root = _root(root, "mtsd")
     check_split(split)
-    train, test = _mtsd_index(root, seed, test_fraction)
+    train, test = _mtsd_index(root, seed, test_fraction, train_list)
     return load_rows(train if split == "train" else test, size, [MTSD_CATEGORY])

@@ -42,6 +42,8 @@ def budget_explorer(image, levels, patch: int, num_levels: int = 3, eps: float =
     - ``level_share`` (num_levels,): the share of patches at each level;
     - ``codes``: how many codes the map spends, relative to routing every patch to the finest level.
     """
+    if not isinstance(eps, (int, float)) or not 0 < eps <= 10:
+        raise ValueError(f"eps must be a number in (0, 10] (it keeps a flat patch's cost finite), got {eps!r}")
     x = torch.as_tensor(image, dtype=torch.float32)[None]                         # (1, 3, H, W)
     entropy = patch_entropy(x, patch)                                               # (1, h, w)
     levels_t = torch.as_tensor(np.asarray(levels), dtype=torch.long)

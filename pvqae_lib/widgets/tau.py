@@ -15,6 +15,8 @@ import torch
 from ..routing import gumbel_softmax_sample
 from ..viz import LEVEL_COLORS, LEVEL_NAMES
 
+TAU_RANGE = (1e-3, 1e3)      # the temperatures the explorer takes: beyond them float64 saturates
+
 
 def tau_explorer(logits, tau: float, num_samples: int = 2000, seed: int = 0) -> dict:
     """Summarize ``num_samples`` Gumbel-Softmax samples of ``logits`` (..., R) at temperature ``tau``.
@@ -31,7 +33,12 @@ def tau_explorer(logits, tau: float, num_samples: int = 2000, seed: int = 0) -> 
 
     Seeded and side-effect free: the global torch RNG is restored afterwards.
     """
+    if not isinstance(tau, (int, float)) or not TAU_RANGE[0] <= tau <= TAU_RANGE[1]:
+        raise ValueError(f"tau must be a number in [{TAU_RANGE[0]:g}, {TAU_RANGE[1]:g}] (outside it the samples "
+                         f"are all one-hot or all uniform in float64), got {tau!r}")
     g = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    if not torch.isfinite(g).all():
+        raise ValueError("logits must be finite numbers")
     R = g.shape[-1]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
