@@ -39,7 +39,7 @@ def add_train(sub) -> None:
     add_config_flags(t)
 
 
-def add_scoring(p, prior_help: str = "default: universal") -> None:
+def add_scoring(p, prior_help: str = "default: universal (none for a code bank: measured, chapter 8b)") -> None:
     """The scoring options evaluate and predict share: the prior, and ScoreConfig's fields."""
     p.add_argument("--prior", choices=("none", "universal", "per-class"), help=prior_help)
     p.add_argument("--device")

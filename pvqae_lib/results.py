@@ -52,6 +52,10 @@ CONFIG_COLUMNS = [
     ("model.code_dim", ("config", "model", "code_dim"), None),
     ("model.tau", ("config", "model", "tau"), None),
     ("model.vq_level", ("config", "model", "vq_level"), None),
+    ("model.feature_model", ("config", "model", "feature_model"), "decoder"),   # runs before the code bank: decoder
+    ("model.bank_size", ("config", "model", "bank_size"), None),
+    ("model.bank_memory", ("config", "model", "bank_memory"), None),
+    ("train.router_objective", ("config", "train", "router_objective"), None),
     ("train.epochs", ("config", "train", "epochs"), None),
     ("train.seed", ("config", "train", "seed"), None),
     ("train.lambda_max", ("config", "train", "lambda_max"), None),
@@ -63,6 +67,8 @@ CONFIG_COLUMNS = [
     ("head.enabled", ("config", "head", "enabled"), False),
     ("score.scorer", ("config", "score", "scorer"), "pvqae"),
     ("score.feature_score", ("config", "score", "feature_score"), "recon"),
+    ("score.route", ("config", "score", "route"), "router"),
+    ("score.prior_power", ("config", "score", "prior_power"), 1.0),
     ("prior", ("prior",), None),
     ("standardized", ("standardized",), False),
 ]
@@ -72,10 +78,11 @@ PROVENANCE_COLUMNS = ["device", "machine", "seconds", "train_seconds", "git_comm
                       "train_command"]
 COLUMNS = (["file", "kind"] + [c for c, _, _ in CONFIG_COLUMNS] + METRIC_COLUMNS + PROVENANCE_COLUMNS)
 BOOL_COLUMNS = ["train.augment", "train.restore_anomalies", "head.enabled", "standardized"]
-FLOAT_COLUMNS = ["model.tau", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc",
+FLOAT_COLUMNS = ["model.tau", "score.prior_power", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc",
                  "pixel_auroc", "pro", "image_auroc_pooled", "pixel_auroc_pooled", "pro_pooled", "seconds",
                  "train_seconds"]
-INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level", "train.epochs",
+INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level",
+               "model.bank_size", "train.epochs",
                "train.seed", "num_test"]
 # What makes two evaluations the same configuration (so that their seeds may be averaged):
 # everything but the seed, the files and the provenance. A head trained after the autoencoder
@@ -96,7 +103,10 @@ LITE0_RUNS = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == '
 # ... and those with the profile's feature training (the paper's λ schedule, no noise, VQ, S_recon as the
 # reconstruction error). An ablation changes one of these: select it as LITE0_RUNS and that one column.
 LITE0 = (LITE0_RUNS + " and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' "
-         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
+         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon' "
+         "and `model.feature_model` == 'decoder'")
+# The code bank (chapter 8b): PVQAE's codebooks read as a memory bank, and its one-level peers
+BANK = LITE0_RUNS + " and `model.feature_model` == 'bank'"
 
 
 def where(*conditions: str) -> str:

@@ -24,13 +24,23 @@ def scoring_of(args, trained, run, run_dir: Path):
                                      or trained.model_config.quantizer != "vq"):
         raise UsageError("--feature-score code needs a VQ codebook model (pvqae or vqvae with --quantizer vq) on a "
                          "feature backbone (an LFQ code is sign(z): its distance is not a memory bank's)")
-    prior = "none" if cfg.scorer == "head" or trained.model_config.model != "pvqae" else args.prior or "universal"
+    bank = trained.model_config.feature_model == "bank"
+    if cfg.route != "router" and not bank:
+        raise UsageError("--route chooses among the code bank's levels: it applies to a --feature-model bank run")
+    # the code bank's default is no prior: measured, the paper's product lowers its scores (chapter 8b)
+    default = "none" if bank else "universal"
+    prior = "none" if cfg.scorer == "head" or trained.model_config.model != "pvqae" else args.prior or default
+    if cfg.prior_power != 1 and prior == "none":
+        raise UsageError("--prior-power weighs the prior's S_prior: give --prior universal or per-class")
     return prior, cfg
 
 
 def describe_scoring(prior: str, cfg) -> str:
     """'universal prior', 'segmentation head, standardized', ... for a printout."""
     return (("segmentation head" if cfg.scorer == "head" else f"{prior} prior")
+            + (f", S_prior^{cfg.prior_power:g}" if cfg.prior_power != 1 else "")
+            + (f", {cfg.route} level" if cfg.route not in ("router", "mean") else ", mean of levels"
+               if cfg.route == "mean" else "")
             + (", code distance" if cfg.feature_score == "code" else "")
             + (", standardized" if cfg.standardize else ""))
 

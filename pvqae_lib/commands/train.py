@@ -61,8 +61,9 @@ def profile_from_args(args) -> Profile:
 def check_flags_apply(given: dict, p: Profile) -> None:
     """UsageError for a flag that would do nothing with the model and backbone the run trains."""
     m, flags = p.model, {f"{s.section}.{s.name}": s.flag for s in given}
-    if "model.vq_level" in flags and m.model not in ("vqvae", "ae"):
-        raise UsageError("--vq-level applies to --model vqvae or ae only (PVQAE routes each patch to a level)")
+    if "model.vq_level" in flags and m.model not in ("vqvae", "ae", "membank"):
+        raise UsageError("--vq-level applies to --model vqvae, ae or membank only (PVQAE routes each patch to a "
+                         "level)")
     if m.backbone == "pixel" and ({"train.feature_noise", "model.coreset_ratio"} & set(flags)):
         raise UsageError("--feature-noise and --coreset-ratio apply with a feature --backbone only")
     if "model.coreset_ratio" in flags and m.model != "patchcore":
