@@ -78,7 +78,8 @@ PROVENANCE_COLUMNS = ["device", "machine", "seconds", "train_seconds", "git_comm
                       "train_command"]
 COLUMNS = (["file", "kind"] + [c for c, _, _ in CONFIG_COLUMNS] + METRIC_COLUMNS + PROVENANCE_COLUMNS)
 BOOL_COLUMNS = ["train.augment", "train.restore_anomalies", "head.enabled", "standardized"]
-FLOAT_COLUMNS = ["model.tau", "score.prior_power", "train.lambda_max", "train.feature_noise", "train.ssim_weight", "image_auroc",
+FLOAT_COLUMNS = ["model.tau", "score.prior_power", "train.lambda_max", "train.feature_noise", "train.ssim_weight",
+                 "image_auroc",
                  "pixel_auroc", "pro", "image_auroc_pooled", "pixel_auroc_pooled", "pro_pooled", "seconds",
                  "train_seconds"]
 INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_dim", "model.vq_level",
