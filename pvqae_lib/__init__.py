@@ -11,6 +11,7 @@ from . import (
     backbones,
     book,
     budget,
+    codebank,
     config,
     data,
     discriminator,
@@ -35,7 +36,8 @@ from . import (
 from .config import get_device, get_profile
 
 __all__ = [
-    "anomaly", "backbones", "book", "budget", "config", "data", "discriminator", "features", "fewshot", "metrics",
+    "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "features", "fewshot",
+    "metrics",
     "model", "patchcore", "paths", "pipeline", "prior", "quantize", "report", "results", "routing", "scorers",
     "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
 ]

@@ -237,6 +237,17 @@ def say(markdown: str) -> None:
     display(Markdown(markdown))
 
 
+def glue(name: str, value) -> None:
+    """Make ``value`` available to the chapter's written prose as ``{glue:text}`name:fmt``` (myst-nb's
+    glue, the ecosystem's way to put computed numbers into Markdown), without showing it here.
+    Outside a build (Colab without myst-nb) it does nothing: the prose then shows the role."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
+
+
 class ClaimFailed(AssertionError):
     """A sentence of a chapter no longer holds for the numbers this build computed."""
 

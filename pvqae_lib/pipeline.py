@@ -166,6 +166,15 @@ def normal_maps(trained: Trained, normal_set, prior: str = "universal", cfg: Sco
                           normal_set)
 
 
+def default_prior(model_config: ModelConfig) -> str:
+    """The prior a run is scored with unless told otherwise: the universal one for PVQAE (the paper's
+    S = S_prior x S_recon), none for the code bank (measured: the product lowers its scores,
+    chapter 8b) and for the one-level models, which have no prior."""
+    if model_config.model != "pvqae" or model_config.feature_model == "bank":
+        return "none"
+    return "universal"
+
+
 def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | None = None, device=None) -> Scorer:
     """The :class:`~pvqae_lib.scorers.Scorer` of a trained run ('none': S by reconstruction alone):
 

@@ -124,6 +124,12 @@ def lite0(model: str, *conditions: str) -> str:
     return where(LITE0, f"`model.model` == '{model}'", *conditions)
 
 
+def bank(model: str, *conditions: str) -> str:
+    """The query for the code bank's ``model`` ('pvqae' routed, 'membank' one level) on the Lite0
+    pyramid (BANK), and any further conditions (e.g. "`score.route` == 'coarse'")."""
+    return where(BANK, f"`model.model` == '{model}'", *conditions)
+
+
 def _get(record: dict, path, default):
     for key in path:
         if not isinstance(record, dict) or key not in record or record[key] is None:

@@ -76,7 +76,17 @@ def test_head_scorer_refuses_a_feature_model():
     (["--backbone", "efficientnet-lite0", "--feature-noise", "nan"], "--feature-noise"),
     (["--backbone", "efficientnet-lite0", "--model", "patchcore", "--epochs", "3", "--lr", "0.1"],
      "--epochs, --lr do nothing with --model patchcore"),
-    (["--backbone", "efficientnet-lite0", "--width", "16"], "--width do nothing with --backbone efficientnet-lite0"),
+    (["--backbone", "efficientnet-lite0", "--feature-model", "decoder", "--width", "16"],
+     "--width do nothing with --backbone efficientnet-lite0"),
+    (["--backbone", "efficientnet-lite0", "--width", "16"],
+     "--width do nothing with --model pvqae --feature-model bank"),
+    (["--backbone", "efficientnet-lite0", "--code-dim", "8"],
+     "--code-dim do nothing with --model pvqae --feature-model bank"),
+    (["--backbone", "efficientnet-lite0", "--feature-model", "decoder", "--bank-size", "8"],
+     "--bank-size apply to the code bank (--feature-model bank) only"),
+    (["--backbone", "efficientnet-lite0", "--model", "membank", "--feature-model", "decoder"],
+     "model 'membank' is the code bank's one-level model"),
+    (["--feature-model", "bank"], "feature_model 'bank' needs a feature backbone"),
 ])
 def test_train_refuses_feature_flags_that_do_not_apply(tmp_path, capsys, argv, message):
     out = tmp_path / "run"

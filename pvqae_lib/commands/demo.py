@@ -102,8 +102,8 @@ def print_table(args, rows: list) -> None:
     if any(t is None and not label.endswith("standardized") for label, _, t, _ in rows):
         print("* reused: the run existed with the same train command (--force retrains); its recorded training seconds")
     print("train s: the whole train command (data, feature extraction, training, priors); evaluate s: the whole "
-          "evaluate command; PVQAE is scored with its universal prior, 'standardized' against the training images' "
-          "maps")
+          "evaluate command; each model is scored as evaluate scores it by default (the pixel PVQAE with its universal "
+          "prior, the code bank without: measured, chapter 8b), 'standardized' against the training images' maps")
 
 
 def command(args) -> int:
@@ -136,7 +136,7 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..pipeline import load_trained, score
+    from ..pipeline import default_prior, load_trained, score
     from ..viz import show_heat, show_image
     runs = runs or out
     run = read_json(runs / names[0] / CONFIG, "run configuration")
@@ -149,7 +149,7 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     maps = {}
     for name in names:
         trained = load_trained(runs / name / MODEL_FILE)
-        maps[DEMO_LABELS[name]] = score(trained, subset, "universal" if name == "pvqae" else "none")["s"]
+        maps[DEMO_LABELS[name]] = score(trained, subset, default_prior(trained.model_config))["s"]
     n, cols = len(subset), 1 + len(maps)
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.1 * n + 0.8), squeeze=False, layout="constrained")
     masks = subset.masks[:, 0].numpy()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import profile_from_dict
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
+from ..pipeline import default_prior
 from ..runs import check_run, check_writable_file, git_commit, load_split, machine, write_json
 from .common import device_of, fmt, open_checked_run, run_lock_if_run
 
@@ -27,9 +28,8 @@ def scoring_of(args, trained, run, run_dir: Path):
     bank = trained.model_config.feature_model == "bank"
     if cfg.route != "router" and not bank:
         raise UsageError("--route chooses among the code bank's levels: it applies to a --feature-model bank run")
-    # the code bank's default is no prior: measured, the paper's product lowers its scores (chapter 8b)
-    default = "none" if bank else "universal"
-    prior = "none" if cfg.scorer == "head" or trained.model_config.model != "pvqae" else args.prior or default
+    prior = ("none" if cfg.scorer == "head" or trained.model_config.model != "pvqae"
+             else args.prior or default_prior(trained.model_config))
     if cfg.prior_power != 1 and prior == "none":
         raise UsageError("--prior-power weighs the prior's S_prior: give --prior universal or per-class")
     return prior, cfg
