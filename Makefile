@@ -1,5 +1,6 @@
-# Every target does its own set-up into .venv (torch 2.13.0 first: a CPU wheel here; a bare
-# `torch` would pull a multi-GB CUDA build), so each works on a fresh machine.
+# Every target does its own set-up into .venv (torch 2.13.0 first: a local CPU wheel on this project's
+# machines; from a stock index it resolves the CUDA build: `make TORCH_INDEX=https://download.pytorch.org/whl/cpu`
+# asks PyTorch's CPU index instead), so each works on a fresh machine.
 PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
@@ -8,7 +9,7 @@ STAMP   := .venv/.installed
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps -e .
 	mkdir -p .venv/etc/ipython && echo 'c.IPKernelApp.log_level = "ERROR"' > .venv/etc/ipython/ipython_kernel_config.py

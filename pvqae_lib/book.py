@@ -245,6 +245,8 @@ def glue(name: str, value) -> None:
         from myst_nb import glue as myst_glue
     except ImportError:
         return
+    if hasattr(value, "item"):          # a numpy scalar: glued as a Python number, so `:.1f` formats it
+        value = value.item()
     myst_glue(name, value, display=False)
 
 

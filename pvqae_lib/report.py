@@ -341,6 +341,17 @@ FEATURE_MARKERS = ("<!-- features -->", "<!-- /features -->")
 # The MTSD runs on the EfficientNet-Lite0 pyramid (chapter 8b): {label: query over the index for its
 # seeds (one configuration each, see results.seed_stats)}. An ablation varies one column from LITE0_RUNS.
 FEATURE_GROUPS = {
+    "PVQAE code bank, routed (no prior)": bank("pvqae", *BANK_ROUTED, "not standardized"),
+    "PVQAE code bank, standardized": bank("pvqae", *BANK_ROUTED, "standardized"),
+    "PVQAE code bank x S_prior (the paper's product)":
+        bank("pvqae", "`score.route` == 'router'", "prior == 'universal'", "`score.prior_power` == 1"),
+    "PVQAE code bank x S_prior^0.5": bank("pvqae", "prior == 'universal'", "`score.prior_power` == 0.5"),
+    "PVQAE code bank, coarse level only": bank("pvqae", "`score.route` == 'coarse'"),
+    "PVQAE code bank, middle level only": bank("pvqae", "`score.route` == 'middle'"),
+    "PVQAE code bank, fine level only": bank("pvqae", "`score.route` == 'fine'"),
+    "PVQAE code bank, mean of the levels": bank("pvqae", "`score.route` == 'mean'"),
+    "memory bank of every coarse patch (no VQ)": bank("membank", "`model.bank_memory` == 'all'", "not standardized"),
+    "memory bank of every coarse patch, standardized": bank("membank", "`model.bank_memory` == 'all'", "standardized"),
     "PVQAE, S = S_prior x S_recon (the paper's score)":
         lite0("pvqae", "prior == 'universal'", "not standardized"),
     "PVQAE, S_recon (no prior)": where(LITE0, PVQAE_S_RECON),
