@@ -150,10 +150,11 @@ def one_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def describe_os_error(e: OSError) -> str:
-    """'cannot use PATH: No space left on device' (both paths for a rename), or the message itself."""
+def describe_os_error(e: OSError, output=None) -> str:
+    """'cannot use PATH: No space left on device' (both paths for a rename); without a path in the
+    error, the message and the command's output (``--out`` / ``--json``) it was writing."""
     if e.filename is None:
-        return one_line(e)
+        return one_line(e) + (f" (while writing {output})" if output else "")
     where = str(e.filename) + (f" -> {e.filename2}" if e.filename2 else "")
     return f"cannot use {where}: {e.strerror or one_line(e)}"
 
@@ -176,7 +177,8 @@ def main(argv=None) -> int:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:           # exists, is a folder, no space left, read-only ...: one line naming the path
-        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        output = getattr(args, "out", None) or getattr(args, "json", None)
+        print(f"error: {describe_os_error(e, output)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         resume = ""

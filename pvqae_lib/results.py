@@ -24,6 +24,7 @@ tables of ``docs/status.md``) is in :mod:`pvqae_lib.report`. One command writes 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -100,14 +101,18 @@ PAPER_SCORE = ("`score.scorer` == 'pvqae' and not standardized and not `head.ena
                "and not `train.restore_anomalies`")                     # S = S_prior x S_recon, as the paper
 VQ64 = "`model.quantizer` == 'vq' and `model.codebook_size` == 64"
 # Every MTSD run on the frozen EfficientNet-Lite0 pyramid (chapter 8b), its ablations included
-LITE0_RUNS = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0'"
+MTSD_LITE0 = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0'"
+# ... PVQAE with a decoder there (chapter 8b's second half, its ablations included)
+LITE0_RUNS = MTSD_LITE0 + " and `model.feature_model` == 'decoder'"
 # ... and those with the profile's feature training (the paper's λ schedule, no noise, VQ, S_recon as the
 # reconstruction error). An ablation changes one of these: select it as LITE0_RUNS and that one column.
 LITE0 = (LITE0_RUNS + " and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' "
-         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon' "
-         "and `model.feature_model` == 'decoder'")
+         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
 # The code bank (chapter 8b): PVQAE's codebooks read as a memory bank, and its one-level peers
-BANK = LITE0_RUNS + " and `model.feature_model` == 'bank'"
+BANK = MTSD_LITE0 + " and `model.feature_model` == 'bank'"
+# ... and on the synthetic data at the demo's 128 px (tools/synthetic_bank_runs.sh)
+SYNTHETIC_BANK = ("dataset == 'synthetic' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0' "
+                  "and `model.feature_model` == 'bank'")
 
 
 def where(*conditions: str) -> str:
@@ -195,8 +200,9 @@ def read_result(path: Path) -> dict:
         raise ResultsError(f"result {path} is a JSON {type(record).__name__}, not an object")
     for c in METRIC_COLUMNS + ["seconds", "train_seconds"]:
         v = record.get(c)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ResultsError(f"result {path}: {c} must be a number or null, got {v!r}")
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if v is not None and not (number and math.isfinite(v)):
+            raise ResultsError(f"result {path}: {c} must be a finite number or null, got {v!r}")
     if "config" in record and not isinstance(record["config"], dict):
         raise ResultsError(f"result {path}: config must be an object, got {record['config']!r}")
     return record

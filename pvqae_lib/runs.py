@@ -203,8 +203,12 @@ class RunLock:
                 break
             os.close(fd)
         info = f"pid={os.getpid()} host={socket.gethostname()} command={self.command}\n"
-        os.ftruncate(fd, 0)
-        os.write(fd, info.encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, info.encode())
+        except OSError as e:                      # a full disk: say where, and hold nothing
+            os.close(fd)
+            raise RunError(f"cannot lock {self.folder}: writing {self.path} failed: {os_reason(e)}") from None
         self.fd = fd
         return self
 

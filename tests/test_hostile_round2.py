@@ -293,7 +293,10 @@ GOOD = {"image_auroc": 0.9, "pixel_auroc": 0.8, "pro": 0.7, "dataset": "syntheti
                                            (b"", "is empty"),
                                            (b"[1, 2]", "JSON list, not an object"),
                                            (json.dumps({**GOOD, "image_auroc": "high"}).encode(), "image_auroc"),
-                                           (json.dumps({**GOOD, "config": None}).encode(), "config must be")])
+                                           (json.dumps({**GOOD, "config": None}).encode(), "config must be"),
+                                           (b'{"image_auroc": NaN}', "finite number"),
+                                           (b'{"image_auroc": true}', "image_auroc"),
+                                           (b'{"seconds": "fast"}', "seconds")])
 def test_the_results_tool_names_a_broken_result(tmp_path, content, words):
     (tmp_path / "good.json").write_text(json.dumps(GOOD))
     (tmp_path / "bad.json").write_bytes(content)
@@ -349,19 +352,22 @@ def test_train_list_pins_the_mtsd_split(tmp_path, capsys):
     split = json.loads((run / "split.json").read_text())
     assert [Path(p).stem for p in split["train"]] == [f"free_{i:02d}" for i in range(6)]
     assert sum(p.startswith("MT_Free") for p in split["test"]) == 4
-    before = snapshot(tmp_path)
-    for text, words in (("free_00.jpg\nfree_00\n", "twice"), ("nope.jpg\n", "not in"), ("\n# only\n", "names no"),
-                        ("../x.jpg\n", "not a file name")):
-        listed.write_text(text)
-        before = snapshot(tmp_path)
-        refused(["train", "--dataset", "mtsd", "--root", root, "--train-list", listed, "--out", tmp_path / "r2",
-                 *ONE_STEP], capsys, str(listed) if words != "not in" else "train list", words)
-        assert snapshot(tmp_path) == before
     refused(["train", "--train-list", listed, "--out", tmp_path / "r3", *ONE_STEP], capsys, "--train-list",
             "--dataset mtsd")
 
 
-# ------------------------------------------------------------------------------ unclear errors
+@pytest.mark.parametrize("text,words", [("free_00.jpg\nfree_00\n", "twice"), ("nope.jpg\n", "not in"),
+                                        ("\n# only a comment\n", "names no"), ("../x.jpg\n", "not a file name"),
+                                        (None, "not UTF-8"), ("", "names no")])
+def test_a_bad_train_list_is_named_and_nothing_is_written(tmp_path, capsys, text, words):
+    root = make_mtsd(tmp_path / "mtsd", n_free=10)
+    listed = tmp_path / "train.txt"
+    listed.write_bytes(b"\xff\xfe\x00caf\xe9" if text is None else text.encode())
+    before = snapshot(tmp_path)
+    refused(["train", "--dataset", "mtsd", "--root", root, "--train-list", listed, "--out", tmp_path / "r2",
+             *ONE_STEP], capsys, "train list", words)
+    assert snapshot(tmp_path) == before
+
 
 def _folder_dataset(root: Path, n_train: int, normals_in_test: bool = True) -> Path:
     rng = np.random.default_rng(0)
@@ -434,3 +440,45 @@ def test_zip_members_colons_links_and_bombs(tmp_path):
     finally:
         archives.MAX_UNCHECKED = old
     assert not (tmp_path / "w" / "zeros").exists()
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--backbone", "efficientnet-lite0", "--bank-size", "0"], ("--bank-size", ">= 1")),
+    (["--backbone", "efficientnet-lite0", "--bank-samples", "0"], ("--bank-samples", ">= 1")),
+    (["--backbone", "efficientnet-lite0", "--kmeans-iters", "-1"], ("--kmeans-iters", ">= 0")),
+    (["--backbone", "efficientnet-lite0", "--painted-images", "0"], ("--painted-images", ">= 1")),
+    (["--backbone", "efficientnet-lite0", "--tau", "nan"], ("--tau",)),
+    (["--backbone", "efficientnet-lite0", "--lambda-max", "inf"], ("--lambda-max",)),
+    (["--model", "membank"], ("--model membank", "pixel backbone")),
+    (["--backbone", "efficientnet-lite0", "--model", "vqvae", "--feature-model", "bank"],
+     ("serves pvqae and membank",)),
+])
+def test_code_bank_settings_are_checked_before_anything_is_written(tmp_path, capsys, flags, words):
+    refused(["train", "--out", tmp_path / "r", "--quiet", *flags], capsys, *words)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flags,words", [(["--route", "fine"], ("--route", "--feature-model bank")),
+                                         (["--prior", "none", "--prior-power", "0.5"], ("--prior-power",)),
+                                         (["--prior-power", "5"], ("--prior-power", "[0, 4]")),
+                                         (["--prior-power", "nan"], ("--prior-power",))])
+def test_scoring_settings_that_do_not_apply_are_refused(runs, tmp_path, capsys, flags, words):
+    refused(["evaluate", "--run", runs["pvqae"], "--json", tmp_path / "e.json", *flags], capsys, *words,
+            watch=runs["pvqae"])
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_a_full_disk_names_what_was_being_written(tmp_path, monkeypatch):
+    import errno
+
+    from pvqae_lib.cli import describe_os_error
+    from pvqae_lib.runs import RunError, RunLock
+    full = OSError(errno.ENOSPC, "No space left on device")
+    said = describe_os_error(full, tmp_path / "out")
+    assert said == f"[Errno 28] No space left on device (while writing {tmp_path / 'out'})"
+
+    def no_space(fd, data):
+        raise full
+    monkeypatch.setattr(os, "write", no_space)
+    with pytest.raises(RunError, match=r"cannot lock .*: writing .*run.lock failed: No space left on device"):
+        RunLock(tmp_path).acquire()
