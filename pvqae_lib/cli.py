@@ -15,6 +15,7 @@ from pathlib import Path
 from .backbones import BACKBONES
 from .commands.benchmark import PIXEL_SIZES
 from .data import DataError
+from .data.files import EmptyMaskWarning
 from .flags import SCORE_SECTIONS, OneLineParser, UsageError, add_config_flags, finite, positive, seed_number
 from .runs import CHECKPOINT, RunError, command_line
 
@@ -159,9 +160,15 @@ def describe_os_error(e: OSError, output=None) -> str:
     return f"cannot use {where}: {e.strerror or one_line(e)}"
 
 
-def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as the command line shows it, at once: one line on stderr, 'warning: ...', no source."""
-    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+def one_line_warnings(show_other):
+    """A ``warnings.showwarning`` that prints the library's own warnings (about the user's data, e.g.
+    empty masks) as one line on stderr, 'warning: ...', at once; any other goes to ``show_other``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EmptyMaskWarning):
+            print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+        else:
+            show_other(message, category, filename, lineno, file, line)
+    return show
 
 
 def main(argv=None) -> int:
@@ -170,8 +177,8 @@ def main(argv=None) -> int:
     args.command_line, args.argv = command_line(argv), argv
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = show_warning
+            warnings.simplefilter("always", EmptyMaskWarning)
+            warnings.showwarning = one_line_warnings(warnings.showwarning)
             return command_of(args.command)(args)
     except (DataError, UsageError, RunError, ValueError) as e:     # CheckpointError is a ValueError too
         print(f"error: {one_line(e)}", file=sys.stderr)

@@ -299,7 +299,7 @@ def check_regular(path: Path, flag: str | None = None) -> None:
     path = Path(path)
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):     # nothing there to replace (a parent is named elsewhere)
         return
     except OSError as e:
         raise RunError(f"cannot write {path}: {os_reason(e)}") from None
