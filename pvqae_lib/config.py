@@ -47,6 +47,16 @@ def check_numbers(config, positive: tuple = (), at_least_one: tuple = ()) -> Non
 MAX_LR = 10.0             # a learning rate above this overflows Adam's update or diverges at once
 MAX_SEED = 2 ** 32 - 1    # numpy's and every generator's seed range
 MAX_SIGMA = 64.0          # a smoothing wider than a 64 px image
+MAX_IMAGE_SIZE = 4096     # a side beyond this does not fit a model's activations in memory
+MAX_STEPS = 1_000_000     # epochs or steps beyond this would run for years on any machine
+MAX_IMAGES = 100_000      # synthetic images per category beyond this do not fit in memory
+
+
+def check_at_most(config, limit: int, names: tuple) -> None:
+    """ValueError naming the first field of ``names`` above ``limit``."""
+    for key in names:
+        if getattr(config, key) > limit:
+            raise ValueError(f"{key} must be at most {limit:,}, got {getattr(config, key):,}")
 
 
 def check_lr(lr: float) -> None:
@@ -95,6 +105,8 @@ class ModelConfig:
         check_numbers(self, positive=("beta", "coreset_ratio"),
                       at_least_one=("image_size", "width", "code_dim", "codebook_size", "router_hidden", "num_levels",
                                     "feature_hidden", "bank_size", "bank_samples"))
+        check_at_most(self, MAX_IMAGE_SIZE, ("image_size",))
+        check_at_most(self, MAX_STEPS, ("kmeans_iters", "bank_samples"))
         if self.kmeans_iters < 0:
             raise ValueError(f"kmeans_iters must be >= 0, got {self.kmeans_iters}")
         from .backbones import PIXEL
@@ -185,6 +197,7 @@ class TrainConfig:
                              f"{self.feature_noise}, {self.num_workers}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        check_at_most(self, MAX_STEPS, ("epochs",))
         if self.painted_images < 1:
             raise ValueError(f"painted_images must be >= 1, got {self.painted_images}")
         if not 0 <= self.ssim_weight <= 1 or self.eval_every < 0:
@@ -206,6 +219,7 @@ class PriorConfig:
     def __post_init__(self):
         check_numbers(self, positive=("lr",), at_least_one=("dim", "heads", "steps", "batch_size"))
         check_lr(self.lr)
+        check_at_most(self, MAX_STEPS, ("steps",))
         if self.dim % self.heads:
             raise ValueError(f"heads must divide the prior's width dim {self.dim}, got heads {self.heads}")
         if len(self.mask_ratio) != 2 or not 0 <= self.mask_ratio[0] <= self.mask_ratio[1] <= 1:
@@ -228,6 +242,7 @@ class HeadConfig:
     def __post_init__(self):
         check_numbers(self, positive=("lr",))
         check_lr(self.lr)
+        check_at_most(self, MAX_STEPS, ("steps",))
         if self.steps < 1 or self.batch_size < 1 or self.width < 1:
             raise ValueError("head steps, batch_size and width must be >= 1")
 
@@ -273,6 +288,7 @@ class Profile:
 
     def __post_init__(self):
         check_numbers(self, at_least_one=("num_train", "num_test", "sweep_epochs"))
+        check_at_most(self, MAX_IMAGES, ("num_train", "num_test"))
 
     def to_dict(self) -> dict:
         return asdict(self)

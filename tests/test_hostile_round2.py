@@ -482,3 +482,21 @@ def test_a_full_disk_names_what_was_being_written(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "write", no_space)
     with pytest.raises(RunError, match=r"cannot lock .*: writing .*run.lock failed: No space left on device"):
         RunLock(tmp_path).acquire()
+
+
+@pytest.mark.parametrize("flags,words", [(["--epochs", str(10 ** 12)], ("--epochs", "at most 1,000,000")),
+                                         (["--prior-steps", str(10 ** 9)], ("--prior-steps", "at most")),
+                                         (["--num-train", str(10 ** 9)], ("--num-train", "at most 100,000")),
+                                         (["--image-size", "100000"], ("--image-size", "at most 4,096")),
+                                         (["--epochs", "1e12"], ("--epochs",))])
+def test_sizes_no_machine_can_run_are_refused_at_once(tmp_path, capsys, flags, words):
+    """Before: the run started and ran until killed, or tried to allocate terabytes."""
+    args = [a for a in ONE_STEP if a not in ("--quiet",)]
+    for flag in flags[::2]:                  # the flag under test replaces ONE_STEP's own value
+        if flag in args:
+            i = args.index(flag)
+            del args[i:i + 2]
+    code, _, err = run_cli(["train", "--out", tmp_path / "r", "--quiet", *args, *flags], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert all(w in err.strip().splitlines()[0] for w in words), err
+    assert not (tmp_path / "r").exists()
