@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .results import (
+    IDENTITY,
     INDEX_FILE,
     LITE0,
     LITE0_RUNS,
@@ -69,17 +70,51 @@ def cell(text) -> str:
 
 
 def scoring(row) -> str:
-    """How the run was scored: the segmentation head, or S with its prior; ', standardized'."""
+    """How the run was scored: the segmentation head, or S with its prior (and its power when not 1,
+    the code bank's level when not the router's); ', standardized'."""
     head = row["score.scorer"] == "head"
     text = "segmentation head" if head else f"S, prior {row['prior']}"
-    return text + (", standardized" if row["standardized"] is True else "")
+    power = row.get("score.prior_power")
+    if not head and isinstance(power, float) and not pd.isna(power) and power != 1:
+        text += f" ^{power:g}"
+    route = row.get("score.route")
+    if isinstance(route, str) and route != "router":
+        text += ", mean of levels" if route == "mean" else f", {route} level"
+    standardized = row["standardized"]
+    return text + (", standardized" if not pd.isna(standardized) and bool(standardized) else "")
 
 
 def model_name(row) -> str:
     name = row["model.model"] + ("-lfq" if row["model.quantizer"] == "lfq" else "")
+    if row.get("model.feature_model") == "bank":
+        name = "pvqae code bank" if row["model.model"] == "pvqae" else f"memory bank ({row['model.bank_memory']})"
     if row["model.backbone"] != "pixel":
         name += f" on {row['model.backbone']}"
     return name
+
+
+SUMMARY_COLUMNS = ("dataset", "model", "scoring", "px", "epochs", "seeds", "image AUROC", "pixel AUROC")
+
+
+def summary_table(ev: pd.DataFrame) -> str:
+    """One row per dataset and model: the model's best configuration there (the highest mean image
+    AUROC over its seeds; the configuration is every IDENTITY column), mean ± std over the seeds, best
+    first within each dataset, the synthetic data first."""
+    best = {}
+    for _, group in ev.groupby([c for c in IDENTITY if c in ev.columns], dropna=False, sort=False):
+        r = group.iloc[0]
+        key = (r["dataset"], model_name(r))
+        mean = group["image_auroc"].astype(float).mean()
+        if key not in best or mean > best[key][0]:
+            best[key] = (mean, group)
+    order = sorted(best.items(), key=lambda kv: (kv[0][0] != "synthetic", kv[0][0], -kv[1][0]))
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|---" * len(SUMMARY_COLUMNS) + "|"]
+    for (dataset, model), (_, group) in order:
+        r = group.iloc[0]
+        lines.append("| " + " | ".join(cell(x) for x in (
+            DATASET_TITLES.get(dataset, dataset).split(" (")[0], model, scoring(r), int(r["image_size"]),
+            int(r["train.epochs"]), len(group), mean_std(group["image_auroc"]), mean_std(group["pixel_auroc"]))) + " |")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------- headline
@@ -262,7 +297,11 @@ def results_page(index: pd.DataFrame | None = None) -> str:
              "run, so read them as upper bounds. *commit* is the commit of the code that trained the run. The "
              "train and evaluate commands, the full configuration and the machine of each run are not shown "
              "here: they are in its JSON file and in the index.",
-             ""]
+             "", "## Summary: each model's best configuration", "",
+             "One row per dataset and model: the configuration (scoring, image size, epochs and every other "
+             "setting) with the highest mean image AUROC over its seeds, mean ± sample std over them, in %; best "
+             "first. A row with one seed has no spread: its rank is not a finding.", "",
+             summary_table(ev), ""]
     for dataset in sorted(ev["dataset"].unique(), key=lambda d: (d != "synthetic", d)):
         rows = ev[ev["dataset"] == dataset]
         machines = sorted(set(rows["machine"].dropna()))

@@ -184,10 +184,11 @@ def test_results_page_is_plain_myst(tmp_path):
     headings = [line for line in page if line.startswith("#")]
     assert headings[0].startswith("# ") and sum(h.startswith("# ") for h in headings) == 1
     assert len(set(headings)) == len(headings)
-    assert headings[1:] == ["## Synthetic data (the embedded default)", "## MTSD (magnetic tiles)", "## Other results"]
+    assert headings[1:] == ["## Summary: each model's best configuration", "## Synthetic data (the embedded default)",
+                            "## MTSD (magnetic tiles)", "## Other results"]
     # every table row has as many unescaped cell separators as its header
     cells = [len(re.findall(r"(?<!\\)\|", line)) for line in page if line.startswith("|")]
-    header_pipes = {len(P.FULL_COLUMNS) + 1, 6}
+    header_pipes = {len(P.FULL_COLUMNS) + 1, len(P.SUMMARY_COLUMNS) + 1, 6}
     assert set(cells) <= header_pipes
     assert "python -m pvqae_lib train" not in "\n".join(page)       # the commands stay in the JSON files
     assert "python -m pvqae_lib fewshot" not in "\n".join(page)
@@ -311,3 +312,15 @@ def test_lite0_selects_one_model_of_the_profile_training_on_the_committed_index(
     index = R.load_index()
     hit = index[index["kind"] == "evaluate"].query(R.lite0("pvqae", "prior == 'none'", "not standardized"))
     assert sorted(hit["file"]) == [f"mtsd_lite0_pvqae_seed{s}_noprior.json" for s in (0, 1, 2)]
+
+
+def test_summary_keeps_each_models_best_configuration_best_first(tmp_path):
+    """One row per dataset and model, its configuration with the highest mean image AUROC over the
+    seeds, best first (the results page opens with it)."""
+    files = {"a0.json": evaluation(image=0.70, seed=0), "a1.json": evaluation(image=0.80, seed=1),
+             "b0.json": evaluation(image=0.95, seed=0, epochs=20), "v.json": evaluation(model="vqvae", image=0.90)}
+    index = R.build_index(folder_with(tmp_path, files))
+    rows = [line for line in P.summary_table(index[index["kind"] == "evaluate"]).splitlines()[2:]]
+    assert len(rows) == 2
+    assert "| pvqae |" in rows[0] and "| 20 | 1 | 95.0 |" in rows[0]      # the 20-epoch configuration wins
+    assert "| vqvae |" in rows[1] and "90.0" in rows[1]
