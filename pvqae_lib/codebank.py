@@ -165,7 +165,8 @@ class CodeBankPVQAE(nn.Module):
             pool = torch.randperm(total, generator=g)[:keep].sort().values
             sample = self._gather(levels, r, pool, batch_size)
             if cfg.bank_memory == "kmeans":
-                book = kmeans(sample, min(cfg.bank_size, len(sample)), cfg.kmeans_iters, seed=seed + r)
+                k = cfg.coarse_bank_size if r == 0 and cfg.coarse_bank_size else cfg.bank_size
+                book = kmeans(sample, min(k, len(sample)), cfg.kmeans_iters, seed=seed + r)
             elif cfg.bank_memory == "coreset":
                 size = max(1, round(cfg.coreset_ratio * total))
                 book = sample[greedy_coreset(sample, min(size, len(sample)), seed=seed + r)]

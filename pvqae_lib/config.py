@@ -95,6 +95,8 @@ class ModelConfig:
                                  "descriptors, read as a memory bank: the distance to the nearest code, chapter 8b)",
                                  choices=("decoder", "bank"))
     bank_size: int = setting(4096, "bank: codes per level (K)")
+    coarse_bank_size: int = setting(0, "bank: codes of the coarsest level (0: bank_size); the coarse grid has the "
+                                       "fewest positions, so a larger K there keeps more of them")
     bank_memory: str = setting("kmeans", "bank: how a level's bank is filled: kmeans (PVQAE's codebook), coreset "
                                "(PatchCore's greedy coreset, coreset_ratio) or all (every training position)",
                                choices=("kmeans", "coreset", "all"))
@@ -106,7 +108,9 @@ class ModelConfig:
                       at_least_one=("image_size", "width", "code_dim", "codebook_size", "router_hidden", "num_levels",
                                     "feature_hidden", "bank_size", "bank_samples"))
         check_at_most(self, MAX_IMAGE_SIZE, ("image_size",))
-        check_at_most(self, MAX_STEPS, ("kmeans_iters", "bank_samples"))
+        check_at_most(self, MAX_STEPS, ("kmeans_iters", "bank_samples", "coarse_bank_size"))
+        if self.coarse_bank_size < 0:
+            raise ValueError(f"coarse_bank_size must be >= 0, got {self.coarse_bank_size}")
         if self.kmeans_iters < 0:
             raise ValueError(f"kmeans_iters must be >= 0, got {self.kmeans_iters}")
         from .backbones import PIXEL

@@ -85,6 +85,14 @@ def test_bank_computes_only_the_routed_levels_and_the_ablations():
     assert torch.allclose(mean, sum(parts) / 3) and routed.shape == (4, 1, 8, 8)
 
 
+def test_the_coarse_level_can_keep_more_codes():
+    model = CodeBankPVQAE(toy_config(bank_size=8, coarse_bank_size=20), CHANNELS)
+    model.fit(toy_levels(16), seed=0)
+    assert [len(model.codebook(r)) for r in range(3)] == [20, 8, 8]
+    with pytest.raises(ValueError, match="coarse_bank_size must be >= 0"):
+        toy_config(coarse_bank_size=-1)
+
+
 def test_membank_is_one_level_and_all_keeps_every_position():
     model = CodeBankPVQAE(toy_config(model="membank", vq_level=0, bank_memory="all"), CHANNELS)
     model.fit(toy_levels(10), seed=0)

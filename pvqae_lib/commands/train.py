@@ -38,7 +38,7 @@ PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "rout
 
 
 # the code bank's settings, and the decoder's that do nothing on a bank
-BANK_ONLY = ("bank_size", "bank_memory", "bank_samples", "kmeans_iters", "router_objective", "painted_images")
+BANK_ONLY = ("bank_size", "coarse_bank_size", "bank_memory", "bank_samples", "kmeans_iters", "router_objective", "painted_images")
 DECODER_ONLY = ("code_dim", "codebook_size", "quantizer", "beta", "feature_hidden", "feature_noise", "lr_schedule",
                 "batch_size")
 
