@@ -34,6 +34,8 @@ from .scoring import combine, gaussian_blur, prior_score
 from .train import (
     check_eval_set,
     check_finite_loss,
+    check_same_data,
+    data_fingerprint,
     eval_due,
     held_out_point,
     load_checkpoint,
@@ -98,8 +100,10 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
     model, opt = build_feature_trainer(model_cfg, channels, cfg, levels, device)
     history, start_epoch = {}, 0
     out_dir = Path(out_dir) if out_dir else None
+    fingerprint = data_fingerprint(levels[0])
     if resume:
         ckpt = load_checkpoint(out_dir / CHECKPOINT, kind=model_cfg.model)
+        check_same_data(ckpt, fingerprint, out_dir / CHECKPOINT)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
@@ -163,7 +167,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
                          "history": history, "rng": [torch.get_rng_state()],
                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                          "model_config": asdict(model_cfg),
-                         "train_config": asdict(cfg)}, out_dir / CHECKPOINT)
+                         "train_config": asdict(cfg), "data_fingerprint": fingerprint}, out_dir / CHECKPOINT)
         if epoch_callback is not None:
             epoch_callback(epoch, model)
     return model.eval(), history

@@ -70,6 +70,22 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     return ckpt
 
 
+def data_fingerprint(tensor: torch.Tensor) -> str:
+    """A short content hash of the training data (images, or a pyramid's coarsest maps): what a
+    checkpoint records it was trained on, so that ``--resume`` cannot continue on other data."""
+    import hashlib
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def check_same_data(ckpt: dict, fingerprint: str, path: Path) -> None:
+    """CheckpointError when the checkpoint at ``path`` records other training data than ``fingerprint``
+    (checkpoints written before the record existed carry none and pass)."""
+    saved = ckpt.get("data_fingerprint")
+    if saved is not None and saved != fingerprint:
+        raise CheckpointError(f"cannot resume from {path}: it was trained on other data (fingerprint {saved}, "
+                              f"these training images {fingerprint}): it belongs to another run")
+
+
 def total_loss(rec: torch.Tensor, vq: torch.Tensor, budget: torch.Tensor, lam: float,
                adv: torch.Tensor | None = None, adv_weight: float = 0.0) -> torch.Tensor:
     """The paper's objective (Sec. III-B.2): L = L_VQ + w·L_ADV + λ·L_Budget, with
@@ -126,8 +142,10 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
     history, start_epoch = {}, 0
 
     # 2. resume from the last finished epoch
+    fingerprint = data_fingerprint(data.images)
     if resume:
         ckpt = load_checkpoint(out_dir / CHECKPOINT, kind=model_cfg.model)
+        check_same_data(ckpt, fingerprint, out_dir / CHECKPOINT)
         model.load_state_dict(ckpt["model"])
         disc.load_state_dict(ckpt["disc"])
         opt.load_state_dict(ckpt["opt"])
@@ -197,7 +215,7 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                 save_atomic({"model": model.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
                              "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
                              "history": history, "rng": rng, "cuda_rng": cuda_rng, "model_config": asdict(model_cfg),
-                             "train_config": asdict(cfg)}, out_dir / CHECKPOINT)
+                             "train_config": asdict(cfg), "data_fingerprint": fingerprint}, out_dir / CHECKPOINT)
         if epoch_callback is not None and rank == 0:
             epoch_callback(epoch, model)
     return model.eval(), history

@@ -500,3 +500,17 @@ def test_sizes_no_machine_can_run_are_refused_at_once(tmp_path, capsys, flags, w
     assert code == 2 and "Traceback" not in err
     assert all(w in err.strip().splitlines()[0] for w in words), err
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_refuses_a_checkpoint_trained_on_another_dataset(tmp_path, capsys):
+    """Same settings, other data: the checkpoint records what it was trained on."""
+    runs_ = {}
+    for name, n_free in (("a", 12), ("b", 14)):
+        root = make_mtsd(tmp_path / f"mtsd_{name}", n_free=n_free)
+        runs_[name] = tmp_path / f"run_{name}"
+        assert run_cli_plain(["train", "--dataset", "mtsd", "--root", root, "--out", runs_[name], "--epochs", "1",
+                              "--image-size", "32", "--batch-size", "4", "--prior-steps", "2", "--quiet"]) == 0
+    (runs_["a"] / "model.pt").unlink()
+    shutil.copy(runs_["b"] / "checkpoint.pt", runs_["a"] / "checkpoint.pt")
+    refused(["train", "--out", runs_["a"], "--resume"], capsys, "cannot resume", "trained on other data",
+            watch=runs_["a"])

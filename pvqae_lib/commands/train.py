@@ -3,6 +3,7 @@ its history; ``--resume`` continues the saved configuration."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from pathlib import Path
@@ -38,7 +39,8 @@ PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "rout
 
 
 # the code bank's settings, and the decoder's that do nothing on a bank
-BANK_ONLY = ("bank_size", "coarse_bank_size", "bank_memory", "bank_samples", "kmeans_iters", "router_objective", "painted_images")
+BANK_ONLY = ("bank_size", "coarse_bank_size", "bank_memory", "bank_samples", "kmeans_iters", "router_objective",
+             "painted_images")
 DECODER_ONLY = ("code_dim", "codebook_size", "quantizer", "beta", "feature_hidden", "feature_noise", "lr_schedule",
                 "batch_size")
 
@@ -240,16 +242,11 @@ def training_images(run: dict, profile: Profile):
     return train_set
 
 
-def images_fingerprint(images) -> str:
-    """A short content hash of the training images (their pixels as the model sees them)."""
-    import hashlib
-    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
 def check_same_images(run: dict, train_set, out: Path, resume: bool) -> None:
     """A new run records its training images' fingerprint in config.json; ``--resume`` refuses to go
     on when the images it would now train on are not those (a dataset changed on disk)."""
-    now = images_fingerprint(train_set.images)
+    from ..train import data_fingerprint
+    now = data_fingerprint(train_set.images)
     if not resume:
         run["data"]["fingerprint"] = now
         return
@@ -270,8 +267,13 @@ def start_writing(args, out: Path, run: dict, wrote: list) -> None:
         wrote.append(out / CONFIG)
     if run["data"]["dataset"] == "mtsd":
         existed = (out / SPLIT).exists()
-        write_json(mtsd_split(run["data"]["root"], seed=run["data"]["seed"], train_list=run["data"].get("train_list")),
-                   out / SPLIT)
+        split = mtsd_split(run["data"]["root"], seed=run["data"]["seed"], train_list=run["data"].get("train_list"))
+        try:
+            same = existed and json.loads((out / SPLIT).read_text()) == split
+        except (OSError, ValueError):
+            same = False
+        if not same:                                     # a resumed run's split is left as it was
+            write_json(split, out / SPLIT)
         if not existed:
             wrote.append(out / SPLIT)
 
