@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .budget import budget_loss, lambda_at
 from .config import ModelConfig, TrainConfig
-from .model import resample
+from .model import channel_statistics, resample, standardize_levels
 from .patchcore import greedy_coreset
 from .quantize import kmeans
 from .routing import DynamicRouter
@@ -109,30 +109,15 @@ class CodeBankPVQAE(nn.Module):
 
     @torch.no_grad()
     def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
-        """Per-channel mean and spread of the training maps, level by level (a relative floor on
-        the spread, so a channel constant on the training images cannot blow up a z-score)."""
-        mean, std = [], []
-        for f in levels:
-            total = sq = 0
-            for i in range(0, len(f), batch_size):
-                chunk = f[i:i + batch_size].float()
-                total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
-            n = f.shape[0] * f.shape[2] * f.shape[3]
-            mean.append(total / n)
-            s = (sq / n - (total / n) ** 2).clamp(min=0).sqrt()
-            std.append(s.clamp(min=1e-3 * float(s.mean()) + 1e-12))
-        self.mean.copy_(torch.cat(mean))
-        self.std.copy_(torch.cat(std))
+        """Per-channel mean and spread of the training maps (:func:`pvqae_lib.model.channel_statistics`)."""
+        mean, std = channel_statistics(levels, batch_size)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
 
     def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level as z-scores of the training features, averaged over its 3x3 neighbourhood."""
-        out, start = [], 0
-        for f in levels:
-            c = f.shape[1]
-            z = (f.float() - self.mean[start:start + c].view(1, -1, 1, 1)) / self.std[start:start + c].view(1, -1, 1, 1)
-            out.append(F.avg_pool2d(z, 3, 1, 1, count_include_pad=False))
-            start += c
-        return out
+        return [F.avg_pool2d(z, 3, 1, 1, count_include_pad=False)
+                for z in standardize_levels(levels, self.mean, self.std)]
 
     def descriptors(self, levels: list[torch.Tensor], only=None) -> dict:
         """{level r: (B, ΣC, h_r, w_r)}: the whole standardized pyramid on each used level's grid
@@ -223,18 +208,31 @@ class CodeBankPVQAE(nn.Module):
         B = levels[0].shape[0]
         logits = None
         if route is not None:
-            scores = F.one_hot(route, self.num_levels).permute(0, 3, 1, 2).float()
+            scores = self.one_hot(route)
         elif self.routes:
             logits = self.router(self.router_input(levels))
             scores = self.router.route(logits, self.cfg.tau, self.training)
         else:
             scores = torch.zeros(B, self.num_levels, *grid, device=self.mean.device)
             scores[:, self.used[0]] = 1
-        needed = None if (self.training or every_level) else set(scores.detach().flatten(2).amax(2).amax(0)
-                                                                 .nonzero().flatten().tolist())
+        needed = None if (self.training or every_level) else self.routed_levels(scores)
         dist, index = self.level_distances(levels, needed)
         return BankOutput(scores, logits, [dist.get(r) for r in range(self.num_levels)],
                           [index.get(r) for r in range(self.num_levels)])
+
+    def one_hot(self, route: torch.Tensor) -> torch.Tensor:
+        """Routing scores (B, R, h, w) that send each coarse patch to the level ``route`` (B, h, w) names."""
+        return F.one_hot(route, self.num_levels).permute(0, 3, 1, 2).float()
+
+    def routed_levels(self, scores: torch.Tensor) -> list[int]:
+        """The used levels at least one coarse patch of ``scores`` is routed to."""
+        present = scores.detach().flatten(2).amax(2).amax(0) > 0
+        return [r for r in self.used if present[r]]
+
+    def reroute(self, out: BankOutput, route: torch.Tensor) -> BankOutput:
+        """``out`` routed by ``route`` (B, h, w) instead (the prior's predicted normal budget), keeping
+        the distances already computed: :meth:`error_map` computes only the levels still missing."""
+        return out._replace(scores=self.one_hot(route), logits=None)
 
     def error_map(self, out: BankOutput, levels: list[torch.Tensor], route: str = "router") -> torch.Tensor:
         """The anomaly map on the finest grid, (B, 1, h_f, w_f): at each coarse patch the distance
@@ -242,7 +240,7 @@ class CodeBankPVQAE(nn.Module):
         of the levels (the router's ablations, :data:`ROUTE_CHOICES`). Levels ``out`` did not
         compute are computed here."""
         finest = levels[-1].shape[-2:]
-        wanted = ([r for r, d in enumerate(out.distances) if d is not None] if route == "router"
+        wanted = (self.routed_levels(out.scores) if route == "router"
                   else self.used if route == "mean" else [ROUTE_CHOICES.index(route) - 1])
         if any(r not in self.used for r in wanted):
             raise ValueError(f"route {route!r}: this model has no codebook at that level")

@@ -203,20 +203,19 @@ def feature_maps(model: FeatureAutoencoder, levels: list[torch.Tensor], image_si
         classes = torch.zeros(B, dtype=torch.long, device=routed.device) if classes is None else classes
         probs = prior.predict(routed.flatten(1), classes)
         predicted = probs.argmax(-1).view_as(routed)
-        rerouted = model(levels, route=predicted)
-        recon = None if bank else rerouted.recon
+        # the code bank keeps the distances it has (a nearest-code search each); a decoder decodes again
+        rerouted = model.reroute(out, predicted) if bank else model(levels, route=predicted)
         s_prior = F.interpolate(prior_score(routed, probs)[:, None], size=size, mode="bilinear",
                                 align_corners=False)[:, 0]
     else:
         predicted, rerouted = routed, out
-        recon = None if bank else out.recon
         s_prior = torch.ones(B, *size, device=routed.device)
     if bank:                                  # the code bank: distance to the nearest normal code
         err = model.error_map(rerouted, levels, cfg.route)
     elif cfg.feature_score == "code":
         err = code_distance(model, out)
     else:
-        err = (recon - model.target(levels)).pow(2).mean(1, keepdim=True)
+        err = (rerouted.recon - model.target(levels)).pow(2).mean(1, keepdim=True)
     s_recon = F.interpolate(err, size=size, mode="bilinear", align_corners=False)[:, 0]
     s = gaussian_blur(combine(s_prior, s_recon, cfg.prior_power), cfg.smooth_sigma * image_size / 64)
     return {"s": s, "s_prior": s_prior, "s_recon": s_recon, "image": s.flatten(1).amax(1),

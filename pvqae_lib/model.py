@@ -229,6 +229,35 @@ def resample(f: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(f, size=size, mode="bilinear", align_corners=False)
 
 
+@torch.no_grad()
+def channel_statistics(levels: list[torch.Tensor], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and spread of a pyramid's training maps, level by level, concatenated
+    (ΣC,), computed batch by batch. The spread has a relative floor, as scoring.standardize: a
+    channel constant on the training images (a dead unit) must not turn any test activation into a
+    z-score of thousands."""
+    mean, std = [], []
+    for f in levels:
+        total = sq = 0
+        for i in range(0, len(f), batch_size):
+            chunk = f[i:i + batch_size].float()
+            total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
+        n = f.shape[0] * f.shape[2] * f.shape[3]
+        mean.append(total / n)
+        std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
+    std = [s.clamp(min=1e-3 * float(s.mean()) + 1e-12) for s in std]
+    return torch.cat(mean), torch.cat(std)
+
+
+def standardize_levels(levels: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
+    """Each level, per channel, as z-scores against ``mean`` / ``std`` of :func:`channel_statistics`."""
+    out, start = [], 0
+    for f in levels:
+        c = f.shape[1]
+        out.append((f.float() - mean[start:start + c].view(1, -1, 1, 1)) / std[start:start + c].view(1, -1, 1, 1))
+        start += c
+    return out
+
+
 class FeatureAutoencoder(nn.Module):
     """PVQAE (or a baseline) above a frozen pretrained pyramid: this book's extension (chapter 8).
 
@@ -269,31 +298,14 @@ class FeatureAutoencoder(nn.Module):
 
     @torch.no_grad()
     def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
-        """Per-channel mean and spread of the training images' features, level by level."""
-        mean, std = [], []
-        for f in levels:
-            total = sq = 0
-            for i in range(0, len(f), batch_size):
-                chunk = f[i:i + batch_size].float()
-                total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
-            n = f.shape[0] * f.shape[2] * f.shape[3]
-            mean.append(total / n)
-            std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
-        self.mean.copy_(torch.cat(mean))
-        # a relative floor, as scoring.standardize: a channel constant on the training images (a
-        # dead unit) must not turn any test activation into a z-score of thousands
-        std = [s.clamp(min=1e-3 * float(s.mean()) + 1e-12) for s in std]
-        self.std.copy_(torch.cat(std))
+        """Per-channel mean and spread of the training images' features (:func:`channel_statistics`)."""
+        mean, std = channel_statistics(levels, batch_size)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
 
     def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level, per channel, as z-scores of the training features."""
-        out, start = [], 0
-        for f in levels:
-            c = f.shape[1]
-            out.append((f.float() - self.mean[start:start + c].view(1, -1, 1, 1))
-                       / self.std[start:start + c].view(1, -1, 1, 1))
-            start += c
-        return out
+        return standardize_levels(levels, self.mean, self.std)
 
     def target(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """What the decoder rebuilds: every standardized level on the finest grid, (B, ΣC, h_f, w_f)."""

@@ -191,7 +191,6 @@ def check_checkpoint_is_the_runs(ckpt: dict, profile: Profile, out: Path) -> Non
 
 def json_equal(a, b) -> bool:
     """Equal once both are written as JSON (tuples and lists alike)."""
-    import json
     return json.dumps(a, default=str) == json.dumps(b, default=str)
 
 
