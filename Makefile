@@ -65,7 +65,7 @@ times: $(STAMP)
 ## (index.csv), the book's results page (book/results.md), the README's headline table and the
 ## benchmark table of docs/status.md
 results: $(STAMP)
-	$(PY) -m pvqae_lib.results
+	$(PY) -m pvqae_lib.runs.results
 
 clean:
 	rm -rf _build runs

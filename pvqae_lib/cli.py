@@ -12,12 +12,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from .backbones import BACKBONES
 from .commands.benchmark import PIXEL_SIZES
 from .data import DataError
 from .data.files import EmptyMaskWarning
 from .flags import SCORE_SECTIONS, OneLineParser, UsageError, add_config_flags, finite, positive, seed_number
-from .runs import CHECKPOINT, RunError, command_line
+from .nn.backbones import BACKBONES
+from .runs.folder import CHECKPOINT, RunError, command_line
 
 DATASETS = ("synthetic", "mvtec", "btad", "mtsd", "folder")
 PROFILES = ("quick", "full")

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from .backbones import BACKBONES
-from .runs import machine  # noqa: F401  (provenance lives in runs.py; imported from here too)
+from .nn.backbones import BACKBONES
+from .runs.folder import machine  # noqa: F401  (provenance lives in runs.py; imported from here too)
 
 
 def setting(default, help: str, **more):
@@ -113,7 +113,7 @@ class ModelConfig:
             raise ValueError(f"coarse_bank_size must be >= 0, got {self.coarse_bank_size}")
         if self.kmeans_iters < 0:
             raise ValueError(f"kmeans_iters must be >= 0, got {self.kmeans_iters}")
-        from .backbones import PIXEL
+        from .nn.backbones import PIXEL
         models = (("pvqae", "vqvae") if self.backbone == PIXEL
                   else ("pvqae", "vqvae", "ae", "patchcore", "membank"))
         if self.model not in models:
@@ -122,7 +122,7 @@ class ModelConfig:
         if self.backbone != PIXEL and self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 with a feature backbone, got {self.image_size}")
         if self.quantizer == "lfq":        # one code per sign pattern of the code_dim bits
-            from .quantize import check_lfq_size
+            from .nn.quantize import check_lfq_size
             check_lfq_size(self.codebook_size, self.code_dim)
         if self.feature_model == "bank" and self.backbone == PIXEL:
             raise ValueError("feature_model 'bank' needs a feature backbone (a memory bank of pretrained features)")
@@ -155,7 +155,7 @@ def lfq_implied(model_overrides: dict) -> dict:
     code_dim = LFQ_BITS (16, LFQUIAD's) and one code per sign pattern of its bits, 2**code_dim codes."""
     if model_overrides.get("quantizer") != "lfq":
         return model_overrides
-    from .quantize import LFQ_BITS, lfq_sizes
+    from .nn.quantize import LFQ_BITS, lfq_sizes
     return {**lfq_sizes(model_overrides.get("code_dim", LFQ_BITS)), **model_overrides}
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pvqae_lib import pipeline
 from pvqae_lib.cli import main
 from pvqae_lib.config import ModelConfig, PriorConfig, TrainConfig, quick_profile
 from pvqae_lib.data import make_synthetic
+from pvqae_lib.engine import pipeline
 
 # ----------------------------------------------------------------------------------------- fixtures
 

@@ -1,10 +1,11 @@
-"""Tests for pvqae_lib.anomaly: Perlin noise and masks, blending, foreground restriction, batches."""
+"""Tests for pvqae_lib.data.anomaly: Perlin noise and masks, blending, foreground restriction, batches."""
 
 import numpy as np
 import pytest
 import torch
 
-from pvqae_lib.anomaly import (
+from pvqae_lib.data import make_synthetic, render
+from pvqae_lib.data.anomaly import (
     AnomalyConfig,
     AnomalySynthesizer,
     anomaly_mask,
@@ -15,7 +16,6 @@ from pvqae_lib.anomaly import (
     perlin_noise,
     synthesize_anomaly,
 )
-from pvqae_lib.data import make_synthetic, render
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

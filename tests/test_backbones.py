@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from pvqae_lib import backbones
-from pvqae_lib.backbones import BackboneError, extract_features, load_backbone, verify_state
+from pvqae_lib.nn import backbones
+from pvqae_lib.nn.backbones import BackboneError, extract_features, load_backbone, verify_state
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pvqae_lib import book
-from pvqae_lib.train import CheckpointError
+from pvqae_lib.engine.train import CheckpointError
 
 
 def checkout(tmp_path):
@@ -22,8 +22,8 @@ def test_absent_model_is_none(tmp_path):
 
 def test_committed_model_loads_with_its_provenance(tmp_path):
     from pvqae_lib.config import ModelConfig
-    from pvqae_lib.patchcore import PatchCore
-    from pvqae_lib.pipeline import Trained, save_trained
+    from pvqae_lib.engine.pipeline import Trained, save_trained
+    from pvqae_lib.nn.patchcore import PatchCore
     root = checkout(tmp_path)
     folder = root / book.MODELS_DIR / "pc"
     folder.mkdir(parents=True)

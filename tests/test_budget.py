@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.budget: Haar DWT, patch entropy, level costs, L_Budget and the λ schedules."""
+"""Tests for pvqae_lib.nn.budget: Haar DWT, patch entropy, level costs, L_Budget and the λ schedules."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import pywt
 import torch
 
-from pvqae_lib.budget import budget_loss, haar_dwt, lambda_at, level_costs, patch_entropy
+from pvqae_lib.nn.budget import budget_loss, haar_dwt, lambda_at, level_costs, patch_entropy
 
 
 def test_haar_dwt_matches_pywt():

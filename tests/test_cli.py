@@ -11,7 +11,7 @@ from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 from pvqae_lib.cli import build_parser, main
 from pvqae_lib.commands.train import profile_from_args
 from pvqae_lib.paths import RESULTS_DIR
-from pvqae_lib.runs import git_commit
+from pvqae_lib.runs.folder import git_commit
 
 JSON_KEYS = ("image_auroc", "pixel_auroc", "pro", "per_category", "per_kind", "device", "profile", "seconds",
              "git_commit", "command", "resolution_share")

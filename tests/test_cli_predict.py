@@ -12,8 +12,8 @@ from PIL import Image
 from pvqae_lib.cli import main
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import load_images, make_synthetic
-from pvqae_lib.pipeline import load_trained, normal_maps, normal_percentile, score, score_files
-from pvqae_lib.runs import load_split
+from pvqae_lib.engine.pipeline import load_trained, normal_maps, normal_percentile, score, score_files
+from pvqae_lib.runs.folder import load_split
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -164,7 +164,7 @@ def test_an_interrupt_hints_resume_only_for_train(monkeypatch, capsys):
 def test_standardized_chunks_use_normal_maps_computed_once(run_and_images, monkeypatch):
     """score(reference=normal_maps(...)) equals score(normal_set=...), and score_files scores the
     normal images once, not once per chunk."""
-    import pvqae_lib.scorers as scorers
+    import pvqae_lib.engine.scorers as scorers
     run, images = run_and_images
     trained = load_trained(run / "model.pt")
     files = sorted(images.iterdir())

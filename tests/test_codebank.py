@@ -1,4 +1,4 @@
-"""PVQAE's codebooks as a learned memory bank (pvqae_lib.codebank) and k-means (pvqae_lib.quantize)."""
+"""PVQAE's codebooks as a learned memory bank (pvqae_lib.nn.codebank) and k-means (pvqae_lib.nn.quantize)."""
 import json
 from dataclasses import replace
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pvqae_lib.codebank import CodeBankPVQAE, coarse_distances, router_loss, train_router
 from pvqae_lib.config import ModelConfig, TrainConfig, get_profile, with_backbone
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.model import build_model
-from pvqae_lib.pipeline import evaluate, fit, load_trained, save_trained, score
-from pvqae_lib.quantize import kmeans
+from pvqae_lib.engine.pipeline import evaluate, fit, load_trained, save_trained, score
+from pvqae_lib.nn.codebank import CodeBankPVQAE, coarse_distances, router_loss, train_router
+from pvqae_lib.nn.model import build_model
+from pvqae_lib.nn.quantize import kmeans
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

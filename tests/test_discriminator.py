@@ -1,8 +1,8 @@
-"""Tests for pvqae_lib.discriminator: the PatchGAN and the adversarial losses."""
+"""Tests for pvqae_lib.nn.discriminator: the PatchGAN and the adversarial losses."""
 import pytest
 import torch
 
-from pvqae_lib.discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
+from pvqae_lib.nn.discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 
 
 def test_output_is_a_patch_map():

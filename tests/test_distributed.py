@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from pvqae_lib.train import CHECKPOINT, load_checkpoint
+from pvqae_lib.engine.train import CHECKPOINT, load_checkpoint
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with the gloo backend is not available in this build")
@@ -38,8 +38,8 @@ WRAPPER = textwrap.dedent('''
 
     import torch
 
-    import pvqae_lib.pipeline as P
-    import pvqae_lib.train as T
+    import pvqae_lib.engine.pipeline as P
+    import pvqae_lib.engine.train as T
     from pvqae_lib.cli import main
 
     weights, interrupted, argv = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]

@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import tiny_model_config, tiny_profile, tiny_train_config
 
-from pvqae_lib import pipeline
 from pvqae_lib.config import get_profile, with_backbone
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.runs import CHECKPOINT
-from pvqae_lib.train import load_checkpoint, train_autoencoder
+from pvqae_lib.engine import pipeline
+from pvqae_lib.engine.train import load_checkpoint, train_autoencoder
+from pvqae_lib.runs.folder import CHECKPOINT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MODEL = tiny_model_config()

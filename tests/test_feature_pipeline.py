@@ -8,7 +8,7 @@ import pytest
 from pvqae_lib.cli import main
 from pvqae_lib.config import get_profile, with_backbone
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.pipeline import evaluate, fit, load_trained, save_trained, score
+from pvqae_lib.engine.pipeline import evaluate, fit, load_trained, save_trained, score
 
 SIZE = 64        # small images: the pyramid's grids are 2/4/8 cells, the test stays fast
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from pvqae_lib.config import ModelConfig, ScoreConfig, TrainConfig
-from pvqae_lib.features import feature_maps, image_entropy, score_features, train_feature_autoencoder
-from pvqae_lib.model import FeatureAutoencoder, build_model
-from pvqae_lib.patchcore import PatchCore
-from pvqae_lib.train import total_loss
+from pvqae_lib.engine.features import feature_maps, image_entropy, score_features, train_feature_autoencoder
+from pvqae_lib.engine.train import total_loss
+from pvqae_lib.nn.model import FeatureAutoencoder, build_model
+from pvqae_lib.nn.patchcore import PatchCore
 
 CHANNELS = (12, 8, 4)
 
@@ -108,7 +108,7 @@ def _stop_after(n):
 def test_non_finite_loss_stops_with_the_step(monkeypatch):
     levels, images = pyramid(16), torch.rand(16, 3, 64, 64)
     levels[0][3] = float("nan")
-    from pvqae_lib.train import TrainingDiverged
+    from pvqae_lib.engine.train import TrainingDiverged
     with pytest.raises(TrainingDiverged, match="at step 1 "):
         train_feature_autoencoder(levels, image_entropy(images, 32), cfg(), CHANNELS,
                                   TrainConfig(epochs=1, batch_size=16), progress=False)
@@ -126,7 +126,7 @@ def test_feature_maps_and_scores():
 
 
 def test_code_distance_is_zero_on_a_codebook_entry_and_grows_away_from_it():
-    from pvqae_lib.features import code_distance
+    from pvqae_lib.engine.features import code_distance
     net = FeatureAutoencoder(cfg("vqvae"), CHANNELS).eval()
     levels = pyramid(2)
     out = net(levels)

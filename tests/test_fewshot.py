@@ -1,9 +1,9 @@
-"""Tests for pvqae_lib.fewshot: shot selection, shot expansion, the table of means ± std, a smoke run."""
+"""Tests for pvqae_lib.engine.fewshot: shot selection, shot expansion, the table of means ± std, a smoke run."""
 import pytest
 import torch
 
 from pvqae_lib.data import DataError, make_synthetic
-from pvqae_lib.fewshot import (
+from pvqae_lib.engine.fewshot import (
     FewShotConfig,
     expand_shots,
     fewshot_table,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, fit_tiny, run_cli, tiny_profile
 
-from pvqae_lib import pipeline
 from pvqae_lib.config import HeadConfig, ScoreConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.segmentation import head_maps
+from pvqae_lib.engine import pipeline
+from pvqae_lib.engine.segmentation import head_maps
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -57,7 +57,7 @@ def test_head_scorer_uses_the_heads_maps(with_head, test_data):
 
 
 def test_standardized_head_maps_are_compared_with_the_heads_normal_maps(with_head, test_data):
-    from pvqae_lib.scoring import standardize
+    from pvqae_lib.engine.scoring import standardize
     normal = make_synthetic("train", 32, num_per_category=3)
     sc = pipeline.score(with_head, test_data, "none", replace(HEAD, standardize=True), normal_set=normal)
     raw, ref = pipeline.score(with_head, test_data, "none", HEAD), pipeline.score(with_head, normal, "none", HEAD)

@@ -22,9 +22,9 @@ import pytest
 import torch
 from conftest import TINY_TRAIN_ARGS, run_cli
 
-from pvqae_lib import runs
 from pvqae_lib.config import HeadConfig, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
-from pvqae_lib.runs import RunError, RunLock
+from pvqae_lib.runs import folder as runs
+from pvqae_lib.runs.folder import RunError, RunLock
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -360,7 +360,7 @@ def test_a_failed_start_inside_new_parents_leaves_no_folder(tmp_path, capsys):
 def diverge_from_step(monkeypatch, step: int) -> None:
     """The training loss becomes NaN from the ``step``-th step on (1-based), as a learning rate too
     large for the model would make it (--lr is capped at 10, which these tiny models survive)."""
-    from pvqae_lib import train as train_module
+    from pvqae_lib.engine import train as train_module
     real, calls = train_module.total_loss, []
 
     def total_loss(*args, **kwargs):
@@ -416,7 +416,7 @@ def test_benchmark_with_a_size_the_model_does_not_take(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_failing_benchmark_child_is_reported_not_awaited():
-    from pvqae_lib.benchmark import BenchmarkError, run_benchmark
+    from pvqae_lib.engine.benchmark import BenchmarkError, run_benchmark
     t0 = time.time()
     with pytest.raises(BenchmarkError, match="pvqae at 33 px failed: ValueError"):
         run_benchmark([33], 1, 1, "cpu")
@@ -511,7 +511,7 @@ def test_save_atomic_failure_leaves_no_temporary_file(tmp_path):
 
 def test_old_import_names_still_work():
     from pvqae_lib.config import machine  # noqa: F401
-    from pvqae_lib.train import CHECKPOINT, save_atomic  # noqa: F401
+    from pvqae_lib.engine.train import CHECKPOINT, save_atomic  # noqa: F401
     assert save_atomic is runs.save_atomic
 
 

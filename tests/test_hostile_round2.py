@@ -21,12 +21,12 @@ from PIL import Image
 from test_data import make_mtsd
 from test_hostile import ONE_STEP, refused, run_cli_plain, snapshot
 
-from pvqae_lib import results as results_module
+from pvqae_lib.book.widgets.budget import budget_explorer
+from pvqae_lib.book.widgets.tau import tau_explorer
 from pvqae_lib.commands import predict as predict_command
-from pvqae_lib.prior import BudgetPrior
-from pvqae_lib.results import ResultsError, build_index, load_index, read_result
-from pvqae_lib.widgets.budget import budget_explorer
-from pvqae_lib.widgets.tau import tau_explorer
+from pvqae_lib.nn.prior import BudgetPrior
+from pvqae_lib.runs import results as results_module
+from pvqae_lib.runs.results import ResultsError, build_index, load_index, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -314,7 +314,7 @@ def test_the_results_tool_names_a_missing_folder_and_a_garbled_index(tmp_path, c
         load_index(tmp_path / "index.csv")
     with pytest.raises(ResultsError, match="gone.csv is missing"):
         load_index(tmp_path / "gone.csv")
-    monkeypatch.setattr("pvqae_lib.report.generated", lambda *a: build_index(tmp_path / "nowhere"))
+    monkeypatch.setattr("pvqae_lib.runs.report.generated", lambda *a: build_index(tmp_path / "nowhere"))
     assert results_module.main([]) == 2
     assert capsys.readouterr().err.startswith("error: results folder")
 
@@ -472,7 +472,7 @@ def test_a_full_disk_names_what_was_being_written(tmp_path, monkeypatch):
     import errno
 
     from pvqae_lib.cli import describe_os_error
-    from pvqae_lib.runs import RunError, RunLock
+    from pvqae_lib.runs.folder import RunError, RunLock
     full = OSError(errno.ENOSPC, "No space left on device")
     said = describe_os_error(full, tmp_path / "out")
     assert said == f"[Errno 28] No space left on device (while writing {tmp_path / 'out'})"

@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.inpaint with a tiny, randomly initialised Stable Diffusion inpainting pipeline
+"""Tests for pvqae_lib.data.inpaint with a tiny, randomly initialised Stable Diffusion inpainting pipeline
 built from configs (no weights are downloaded). Skipped when diffusers/transformers are missing."""
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.inpaint import DiffusionInpainter, require_diffusers
+from pvqae_lib.data.inpaint import DiffusionInpainter, require_diffusers
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")                 # never download anything
 diffusers = pytest.importorskip("diffusers")

@@ -12,9 +12,9 @@ import torch
 
 from pvqae_lib.config import ModelConfig, TrainConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.model import build_model
-from pvqae_lib.scorers import PixelScorer, per_category
-from pvqae_lib.train import train_autoencoder
+from pvqae_lib.engine.scorers import PixelScorer, per_category
+from pvqae_lib.engine.train import train_autoencoder
+from pvqae_lib.nn.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,8 +8,8 @@ import torch
 from conftest import TINY_TRAIN_ARGS, tiny_model_config
 
 from pvqae_lib.cli import main
-from pvqae_lib.model import PVQAE, VQVAE
-from pvqae_lib.quantize import LookupFreeQuantizer, QuantizerOutput, build_quantizer, lfq_entropies
+from pvqae_lib.nn.model import PVQAE, VQVAE
+from pvqae_lib.nn.quantize import LookupFreeQuantizer, QuantizerOutput, build_quantizer, lfq_entropies
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,5 @@
-"""Tests for pvqae_lib.metrics: AUROC against sklearn, AUPRO against a brute-force reference and hand computations."""
+"""Tests for pvqae_lib.engine.metrics: AUROC against sklearn, AUPRO against a brute-force reference
+and hand computations."""
 import doctest
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from pvqae_lib import metrics
-from pvqae_lib.metrics import aupro, auroc, image_auroc, pixel_auroc, pro_curve, summarize
+from pvqae_lib.engine import metrics
+from pvqae_lib.engine.metrics import aupro, auroc, image_auroc, pixel_auroc, pro_curve, summarize
 
 # ---------------------------------------------------------------- references
 

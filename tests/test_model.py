@@ -1,12 +1,12 @@
-"""Tests for pvqae_lib.model (PVQAE, VQVAE, combine_levels) and the ModelConfig checks."""
+"""Tests for pvqae_lib.nn.model (PVQAE, VQVAE, combine_levels) and the ModelConfig checks."""
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import tiny_model_config as tiny
 
-from pvqae_lib.budget import budget_loss, patch_entropy
 from pvqae_lib.config import ModelConfig, TrainConfig
-from pvqae_lib.model import PVQAE, VQVAE, build_model, combine_levels
+from pvqae_lib.nn.budget import budget_loss, patch_entropy
+from pvqae_lib.nn.model import PVQAE, VQVAE, build_model, combine_levels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pvqae_lib.patchcore import PatchCore, PatchCoreConfig, greedy_coreset, nearest_distance, patch_features
+from pvqae_lib.nn.patchcore import PatchCore, PatchCoreConfig, greedy_coreset, nearest_distance, patch_features
 
 
 def levels_of(x):

@@ -1,9 +1,9 @@
-"""Tests for pvqae_lib.prior: the Budget Prior Transformer, its masks and its training loop."""
+"""Tests for pvqae_lib.nn.prior: the Budget Prior Transformer, its masks and its training loop."""
 import pytest
 import torch
 
 from pvqae_lib.config import PriorConfig
-from pvqae_lib.prior import BudgetPrior, fit_prior, random_mask
+from pvqae_lib.nn.prior import BudgetPrior, fit_prior, random_mask
 
 CFG = PriorConfig(dim=16, heads=2, dropout=0.0)
 
@@ -123,7 +123,7 @@ def test_fit_prior_learns_a_per_class_pattern():
 def test_default_chunks_bound_the_attention_memory(monkeypatch):
     """Without ``chunk``, predict cuts the B·N sequences so one chunk's attention stays bounded,
     and the result does not depend on the cut."""
-    import pvqae_lib.prior as prior_module
+    import pvqae_lib.nn.prior as prior_module
     prior = make(seed=4).eval()
     levels = torch.randint(0, 3, (2, 6), generator=torch.Generator().manual_seed(5))
     classes = torch.tensor([0, 1])

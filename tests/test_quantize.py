@@ -1,8 +1,8 @@
-"""Tests for pvqae_lib.quantize: straight-through, the two VQ terms, lookup, round trip, dead codes."""
+"""Tests for pvqae_lib.nn.quantize: straight-through, the two VQ terms, lookup, round trip, dead codes."""
 import pytest
 import torch
 
-from pvqae_lib.quantize import VectorQuantizer, build_quantizer, perplexity, straight_through, vq_losses
+from pvqae_lib.nn.quantize import VectorQuantizer, build_quantizer, perplexity, straight_through, vq_losses
 
 
 def test_straight_through_forward_is_codes_and_gradient_is_identity():

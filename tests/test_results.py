@@ -1,4 +1,4 @@
-"""pvqae_lib.results: the results index built from the committed JSON files, what is generated from
+"""pvqae_lib.runs.results: the results index built from the committed JSON files, what is generated from
 it (the book's results page, the README's headline table, the benchmark table), and a check that
 the committed generated files are current. Only JSON is read; no model is trained.
 """
@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from pvqae_lib import report as P
-from pvqae_lib import results as R
+from pvqae_lib.runs import report as P
+from pvqae_lib.runs import results as R
 
 
 def evaluation(dataset="synthetic", model="pvqae", prior="universal", image=0.9, pixel=0.8, pro=0.7, seed=0,
@@ -120,7 +120,7 @@ def test_the_committed_index_is_current():
 
 
 def test_the_generated_page_and_blocks_are_current():
-    assert P.stale() == [], "run `python -m pvqae_lib.results` (make results)"
+    assert P.stale() == [], "run `python -m pvqae_lib.runs.results` (make results)"
 
 
 # ----------------------------------------------------------------------------------- headline
@@ -265,7 +265,7 @@ def seed_runs(tmp_path, b_images=(0.70, 0.74)):
 
 
 def test_seed_stats_and_generated_comparisons(tmp_path):
-    from pvqae_lib.results import beyond_spread, compare, seed_stats, seed_table, where
+    from pvqae_lib.runs.results import beyond_spread, compare, seed_stats, seed_table, where
     index = seed_runs(tmp_path)
     a, b = "`model.model` == 'pvqae'", "`model.model` == 'vqvae'"
     stats = seed_stats({"A": a, "B": where(b, "prior == 'none'"), "none": "`model.model` == 'ae'"}, index)

@@ -1,9 +1,9 @@
-"""Tests for pvqae_lib.routing: Gumbel-Softmax sampling and the Dynamic Routing Module."""
+"""Tests for pvqae_lib.nn.routing: Gumbel-Softmax sampling and the Dynamic Routing Module."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from pvqae_lib.routing import DynamicRouter, gumbel_softmax_sample
+from pvqae_lib.nn.routing import DynamicRouter, gumbel_softmax_sample
 
 
 def test_hard_sample_is_one_hot_and_gradient_flows():

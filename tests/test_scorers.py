@@ -1,4 +1,4 @@
-"""The one evaluation path (pvqae_lib.scorers): every scorer gives maps and image scores of an
+"""The one evaluation path (pvqae_lib.engine.scorers): every scorer gives maps and image scores of an
 ImageSet, and evaluate, evaluate_head and score_files all go through the same scorers and the same
 per-category aggregation."""
 import numpy as np
@@ -6,13 +6,13 @@ import pytest
 import torch
 from conftest import tiny_model_config, tiny_prior_config
 
-from pvqae_lib import metrics, pipeline
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.model import build_model
-from pvqae_lib.prior import BudgetPrior
-from pvqae_lib.scorers import HeadScorer, PixelScorer, Standardized, normal_maps_of, per_category, per_kind
-from pvqae_lib.segmentation import SegmentationHead, evaluate_head
+from pvqae_lib.engine import metrics, pipeline
+from pvqae_lib.engine.scorers import HeadScorer, PixelScorer, Standardized, normal_maps_of, per_category, per_kind
+from pvqae_lib.engine.segmentation import SegmentationHead, evaluate_head
+from pvqae_lib.nn.model import build_model
+from pvqae_lib.nn.prior import BudgetPrior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

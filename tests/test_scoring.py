@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.scoring: S_prior, S_recon, their product, smoothing and anomaly_maps."""
+"""Tests for pvqae_lib.engine.scoring: S_prior, S_recon, their product, smoothing and anomaly_maps."""
 import math
 
 import numpy as np
@@ -8,9 +8,8 @@ from conftest import tiny_model_config, tiny_prior_config, tiny_train_config, ti
 
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.pipeline import autoencode
-from pvqae_lib.prior import fit_prior
-from pvqae_lib.scoring import (
+from pvqae_lib.engine.pipeline import autoencode
+from pvqae_lib.engine.scoring import (
     anomaly_maps,
     border_band,
     combine,
@@ -23,7 +22,8 @@ from pvqae_lib.scoring import (
     score_dataset,
     standardize,
 )
-from pvqae_lib.train import collect_budgets, train_autoencoder
+from pvqae_lib.engine.train import collect_budgets, train_autoencoder
+from pvqae_lib.nn.prior import fit_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

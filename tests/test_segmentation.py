@@ -1,14 +1,13 @@
-"""Tests for pvqae_lib.segmentation: Dice and Focal losses (LFQUIAD Eq. 3), the head, its training and maps."""
+"""Tests for pvqae_lib.engine.segmentation: Dice and Focal losses (LFQUIAD Eq. 3), the head, its training and maps."""
 import math
 
 import pytest
 import torch
 
-from pvqae_lib.anomaly import AnomalySynthesizer
 from pvqae_lib.config import HeadConfig, ModelConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.model import build_model
-from pvqae_lib.segmentation import (
+from pvqae_lib.data.anomaly import AnomalySynthesizer
+from pvqae_lib.engine.segmentation import (
     SegmentationHead,
     dice_focal_loss,
     dice_loss,
@@ -17,6 +16,7 @@ from pvqae_lib.segmentation import (
     head_maps,
     train_head,
 )
+from pvqae_lib.nn.model import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

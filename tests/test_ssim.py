@@ -1,9 +1,9 @@
-"""SSIM and LFQUIAD's Eq. 2 reconstruction loss (pvqae_lib.ssim), and its use with --restore-anomalies."""
+"""SSIM and LFQUIAD's Eq. 2 reconstruction loss (pvqae_lib.nn.ssim), and its use with --restore-anomalies."""
 import numpy as np
 import pytest
 import torch
 
-from pvqae_lib.ssim import reconstruction_loss, ssim, ssim_map
+from pvqae_lib.nn.ssim import reconstruction_loss, ssim, ssim_map
 
 C1, C2 = 0.01 ** 2, 0.03 ** 2
 
@@ -69,7 +69,7 @@ def test_restore_anomalies_trains_with_the_ssim_term(monkeypatch):
     anomalies, and stays the plain MSE otherwise."""
     from conftest import tiny_model_config, tiny_train_config, tiny_train_set
 
-    from pvqae_lib import train as train_module
+    from pvqae_lib.engine import train as train_module
     calls = []
     real = train_module.reconstruction_loss
     monkeypatch.setattr(train_module, "reconstruction_loss",

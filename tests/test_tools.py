@@ -2,7 +2,7 @@
 
 tools/time_chapters.py: the markdown table of chapter times, the README block it rewrites and the
 chapter list read from _toc.yml. (The results tables, once tools/results_table.py, are
-pvqae_lib.results, tested in tests/test_results.py.) No notebook is executed and the real README.md
+pvqae_lib.runs.results, tested in tests/test_results.py.) No notebook is executed and the real README.md
 is never written.
 """
 import pytest

@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.train and pvqae_lib.pipeline: the training loop, checkpoints, resume, the cache."""
+"""Tests for pvqae_lib.engine.train and pvqae_lib.engine.pipeline: the training loop, checkpoints, resume, the cache."""
 import json
 from dataclasses import asdict, replace
 
@@ -7,10 +7,11 @@ import pytest
 import torch
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
 
-from pvqae_lib import book, paths, pipeline
+from pvqae_lib import book, paths
 from pvqae_lib.config import ModelConfig, Profile, TrainConfig, changed_settings, quick_profile
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
+from pvqae_lib.engine import pipeline
+from pvqae_lib.engine.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
 
 MODEL = tiny_model_config()
 PRIOR = tiny_prior_config(batch_size=16)
@@ -101,7 +102,7 @@ def _same_weights(a, b):
 
 
 def test_restore_anomalies_trains_on_painted_inputs_against_normal_targets(data, monkeypatch):
-    from pvqae_lib import train as train_module
+    from pvqae_lib.engine import train as train_module
     seen, real_step = [], train_module.train_step
 
     def spy(parts, x, lam, adv_on, target=None):
@@ -207,7 +208,7 @@ def test_fit_and_evaluate_end_to_end(fitted, test_data):
 
 def test_evaluate_standardized_against_normal_images(fitted, test_data, data):
     from pvqae_lib.config import ScoreConfig
-    from pvqae_lib.scoring import standardize
+    from pvqae_lib.engine.scoring import standardize
     cfg = ScoreConfig(standardize=True)
     with pytest.raises(ValueError, match="normal_set"):
         pipeline.score(fitted, test_data, "none", cfg)
@@ -347,9 +348,9 @@ def test_a_step_under_float16_autocast(model, quantizer):
     """The mixed-precision step that CUDA runs (float16 autocast, a gradient scaler), run here on the
     CPU: every op accepts the half-precision tensors autocast makes, the losses are finite, and the
     autoencoder and the discriminator both learn."""
-    from pvqae_lib.discriminator import PatchDiscriminator
-    from pvqae_lib.model import build_model
-    from pvqae_lib.train import StepParts, train_step
+    from pvqae_lib.engine.train import StepParts, train_step
+    from pvqae_lib.nn.discriminator import PatchDiscriminator
+    from pvqae_lib.nn.model import build_model
     torch.manual_seed(0)
     lfq = {"codebook_size": 256, "code_dim": 8} if quantizer == "lfq" else {}
     mc = replace(tiny_model_config(), model=model, quantizer=quantizer, **lfq)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import tiny_model_config, tiny_train_config, tiny_train_set
 
-from pvqae_lib import benchmark, train
-from pvqae_lib.train import ADAM_BETAS, build_trainer, train_step
+from pvqae_lib.engine import benchmark, train
+from pvqae_lib.engine.train import ADAM_BETAS, build_trainer, train_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,7 +44,7 @@ def test_the_training_loop_and_benchmark_build_through_it(monkeypatch):
 
 def test_build_feature_trainer_standardizes_with_the_training_maps():
     from pvqae_lib.config import ModelConfig
-    from pvqae_lib.features import build_feature_trainer
+    from pvqae_lib.engine.features import build_feature_trainer
     g = torch.Generator().manual_seed(0)
     channels = (12, 8, 4)
     levels = [3 + 2 * torch.randn(6, c, 64 // s, 64 // s, generator=g) for c, s in zip(channels, (32, 16, 8))]

@@ -1,8 +1,8 @@
-"""pvqae_lib.viz: the pictures that are files rather than figures (figures are exercised by the chapters)."""
+"""pvqae_lib.book.viz: the pictures that are files rather than figures (figures are exercised by the chapters)."""
 import numpy as np
 import torch
 
-from pvqae_lib.viz import heat_overlay, to_numpy_image
+from pvqae_lib.book.viz import heat_overlay, to_numpy_image
 
 
 def test_to_numpy_image_is_channels_last_and_clipped():
@@ -29,7 +29,7 @@ def test_level_grid_draws_the_codes_each_level_spends():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pvqae_lib.viz import draw_level_grid, level_handles
+    from pvqae_lib.book.viz import draw_level_grid, level_handles
 
     for level, lines in [(0, 0), (1, 2), (2, 6)]:            # 2**r - 1 cuts each way
         fig, ax = plt.subplots()
@@ -44,7 +44,7 @@ def test_heat_maps_carry_a_colorbar():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pvqae_lib.viz import heatmap_figure, show_heat, show_patch_map
+    from pvqae_lib.book.viz import heatmap_figure, show_heat, show_patch_map
 
     fig, (a, b) = plt.subplots(1, 2)
     im = show_heat(a, torch.zeros(3, 8, 8), np.ones((8, 8)), vmax=2.0, colorbar=True)
@@ -58,7 +58,7 @@ def test_heat_maps_carry_a_colorbar():
 
 
 def test_level_share_by_bins_patches_by_their_value():
-    from pvqae_lib.viz import level_share_by
+    from pvqae_lib.book.viz import level_share_by
 
     values = np.arange(10.0)
     levels = np.array([0] * 5 + [1, 1, 2, 2, 2])                 # the richer half is routed finer
@@ -69,7 +69,7 @@ def test_level_share_by_bins_patches_by_their_value():
 
 
 def test_share_gap_interval_sees_a_clear_rise_and_no_rise():
-    from pvqae_lib.viz import share_gap_interval
+    from pvqae_lib.book.viz import share_gap_interval
 
     rng = np.random.default_rng(1)
     values = rng.random((40, 5, 5))
@@ -84,8 +84,8 @@ def test_share_gap_interval_sees_a_clear_rise_and_no_rise():
 def test_router_logits_of_a_pixel_pvqae_match_its_forward_pass():
     from pvqae_lib.book import router_logits
     from pvqae_lib.config import ModelConfig
-    from pvqae_lib.model import build_model
-    from pvqae_lib.pipeline import Trained
+    from pvqae_lib.engine.pipeline import Trained
+    from pvqae_lib.nn.model import build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(model="pvqae", image_size=32, width=8)
@@ -102,7 +102,7 @@ def test_show_image_outlines_the_mask_outside_the_defect():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pvqae_lib.viz import show_image
+    from pvqae_lib.book.viz import show_image
 
     mask = np.zeros((16, 16))
     mask[6:10, 6:10] = 1
@@ -119,7 +119,7 @@ def test_plot_level_share_draws_the_finer_share_against_the_bin_means():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pvqae_lib.viz import level_share_by, plot_level_share
+    from pvqae_lib.book.viz import level_share_by, plot_level_share
 
     table = level_share_by(np.arange(10.0), np.array([0] * 5 + [1] * 5), bins=2)
     fig, ax = plt.subplots()

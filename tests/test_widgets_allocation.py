@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.widgets.allocation, the allocation viewer of chapter 7 (no browser needed)."""
+"""Tests for pvqae_lib.book.widgets.allocation, the allocation viewer of chapter 7 (no browser needed)."""
 from dataclasses import replace
 
 import matplotlib
@@ -11,11 +11,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import fit_tiny, tiny_model_config, tiny_profile  # noqa: E402
 
-import pvqae_lib.widgets.allocation as allocation  # noqa: E402
-from pvqae_lib import pipeline  # noqa: E402
+import pvqae_lib.book.widgets.allocation as allocation  # noqa: E402
 from pvqae_lib.config import ScoreConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
-from pvqae_lib.scoring import gaussian_blur  # noqa: E402
+from pvqae_lib.engine import pipeline  # noqa: E402
+from pvqae_lib.engine.scoring import gaussian_blur  # noqa: E402
 
 SIZE = 32
 

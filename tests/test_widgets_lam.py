@@ -1,4 +1,4 @@
-"""Tests for pvqae_lib.widgets.lam: the λ explorer's callback and plots (Chapter 5), without a browser."""
+"""Tests for pvqae_lib.book.widgets.lam: the λ explorer's callback and plots (Chapter 5), without a browser."""
 import matplotlib
 import numpy as np
 import pytest
@@ -8,10 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_profile, tiny_train_set  # noqa: E402
 
+from pvqae_lib.book.widgets import lam as lam_widget  # noqa: E402
 from pvqae_lib.config import TrainConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
-from pvqae_lib.scoring import recon_score  # noqa: E402
-from pvqae_lib.widgets import lam as lam_widget  # noqa: E402
+from pvqae_lib.engine.scoring import recon_score  # noqa: E402
 
 SIZE = 32
 

@@ -1,4 +1,4 @@
-"""Tests for the widget callbacks of Chapters 3 and 4 (pvqae_lib.widgets.tau / .budget), without a browser."""
+"""Tests for the widget callbacks of Chapters 3 and 4 (pvqae_lib.book.widgets.tau / .budget), without a browser."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -9,9 +9,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from pvqae_lib.budget import budget_loss, patch_entropy  # noqa: E402
-from pvqae_lib.widgets import budget as wbudget  # noqa: E402
-from pvqae_lib.widgets import tau as wtau  # noqa: E402
+from pvqae_lib.book.widgets import budget as wbudget  # noqa: E402
+from pvqae_lib.book.widgets import tau as wtau  # noqa: E402
+from pvqae_lib.nn.budget import budget_loss, patch_entropy  # noqa: E402
 
 LOGITS = np.array([1.0, 0.0, -1.0])
 
@@ -150,7 +150,7 @@ def test_plot_budget_draws():
 
 
 def test_widgets_package_lazy_optional_modules():
-    import pvqae_lib.widgets as widgets
+    import pvqae_lib.book.widgets as widgets
     assert widgets.tau is wtau and widgets.budget is wbudget
     with pytest.raises(AttributeError):
         _ = widgets.no_such_module

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..config import get_profile, replace
 from ..flags import UsageError
-from ..runs import check_writable_file, git_commit, machine, write_json
+from ..runs.folder import check_writable_file, git_commit, machine, write_json
 from .common import check_buildable, device_of
 
 PIXEL_SIZES = [64]             # the pixel sizes when --sizes is not given (compared by identity)
@@ -31,7 +31,7 @@ def check_sizes(args) -> None:
 
 
 def command(args) -> int:
-    from ..benchmark import run_benchmark
+    from ..engine.benchmark import run_benchmark
     out_json = Path(args.json) if args.json else None
     if out_json:
         check_writable_file(out_json, args.force)

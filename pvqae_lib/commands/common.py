@@ -9,7 +9,7 @@ import torch
 
 from ..config import get_device
 from ..flags import UsageError
-from ..runs import RunError, RunLock, is_run_dir, os_reason
+from ..runs.folder import RunError, RunLock, is_run_dir, os_reason
 
 
 def device_of(args) -> torch.device:
@@ -44,7 +44,7 @@ def check_buildable(model_cfg, what: str | None = None) -> None:
     """Build the pixel model once and run one image through it: a size or width the architecture
     does not accept fails here, before anything is written (feature backbones check their sizes in
     ModelConfig). ``what``: the flags to blame (default ``--image-size N``)."""
-    from ..model import build_model
+    from ..nn.model import build_model
     if getattr(model_cfg, "backbone", "pixel") != "pixel":
         try:
             build_model(model_cfg)            # a feature model: its sizes were checked by ModelConfig
@@ -119,8 +119,8 @@ def check_model_matches(trained, run: dict, run_dir: Path) -> None:
 def open_checked_run(run_dir: Path, device):
     """(the finished model, config.json) of a run, each checked (:func:`check_run_config`,
     :func:`check_model_matches`) before it is used."""
-    from ..pipeline import load_trained
-    from ..runs import CONFIG, MODEL_FILE, read_json
+    from ..engine.pipeline import load_trained
+    from ..runs.folder import CONFIG, MODEL_FILE, read_json
     run = read_json(run_dir / CONFIG, "run configuration")
     check_run_config(run, run_dir / CONFIG)
     trained = load_trained(run_dir / MODEL_FILE, device)

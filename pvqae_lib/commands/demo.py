@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..config import get_profile, with_backbone
 from ..flags import UsageError
-from ..runs import CONFIG, MODEL_FILE, RunError, command_line, load_split, read_json
+from ..runs.folder import CONFIG, MODEL_FILE, RunError, command_line, load_split, read_json
 from .common import fmt
 
 DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
@@ -136,8 +136,8 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from ..pipeline import default_prior, load_trained, score
-    from ..viz import show_heat, show_image
+    from ..book.viz import show_heat, show_image
+    from ..engine.pipeline import default_prior, load_trained, score
     runs = runs or out
     run = read_json(runs / names[0] / CONFIG, "run configuration")
     test_set = load_split(run, "test")

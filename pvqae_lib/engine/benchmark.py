@@ -43,8 +43,8 @@ from dataclasses import replace
 
 import torch
 
-from .config import get_profile, with_backbone
-from .prior import BudgetPrior
+from ..config import get_profile, with_backbone
+from ..nn.prior import BudgetPrior
 from .scoring import anomaly_maps
 from .train import build_trainer, train_step
 
@@ -110,11 +110,11 @@ def _measure(model_name: str, size: int, batch_size: int, steps: int, device: st
 def _measure_features(backbone_name: str, model_name: str, size: int, batch_size: int, steps: int, device: str,
                       profile: str, fit_images: int) -> dict:
     """One feature-backbone row: extraction images/s, then PVQAE's training step on cached features
-    (the real loop, :func:`pvqae_lib.features.train_feature_autoencoder`, one step per epoch) or
+    (the real loop, :func:`pvqae_lib.engine.features.train_feature_autoencoder`, one step per epoch) or
     PatchCore's fit per training image, then scoring ms per image (end to end, and the model alone)."""
-    from .backbones import extract_features, load_backbone
+    from ..nn.backbones import extract_features, load_backbone
+    from ..nn.patchcore import PatchCore, PatchCoreConfig
     from .features import score_features, train_feature_autoencoder
-    from .patchcore import PatchCore, PatchCoreConfig
     torch.manual_seed(0)
     dev = torch.device(device)
     p = with_backbone(get_profile(profile), backbone_name)

@@ -5,7 +5,7 @@ A scorer has been fitted on normal images (an autoencoder and its prior trained,
 head trained, a PatchCore memory bank filled); ``scorer.score(data)`` then gives, for an ImageSet,
 at least ``"s"`` (N, H, W) the anomaly maps and ``"image"`` (N,) the image scores, as numpy arrays
 on the CPU. Autoencoders also give ``"s_prior"``, ``"s_recon"``, ``"routed"`` and ``"predicted"``
-(:func:`pvqae_lib.scoring.score_dataset`).
+(:func:`pvqae_lib.engine.scoring.score_dataset`).
 
 =====================  =====================================================================
 :class:`PixelScorer`   PVQAE's S = S_prior × S_recon on the pixel model, or S_recon without a
@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..config import ScoreConfig
 from . import metrics
-from .config import ScoreConfig
 from .scoring import score_dataset, standardize
 
 METRICS = ("image_auroc", "pixel_auroc", "pro")
@@ -54,7 +54,7 @@ def class_tokens(prior, per_class: bool, categories: torch.Tensor) -> torch.Tens
 
 
 class PixelScorer(Scorer):
-    """PVQAE's S on the pixel model (:func:`pvqae_lib.scoring.anomaly_maps`): with ``prior``,
+    """PVQAE's S on the pixel model (:func:`pvqae_lib.engine.scoring.anomaly_maps`): with ``prior``,
     S = S_prior × S_recon of the image rebuilt with the predicted normal budget; without one (the
     ablation is ``prior=None``, a run's ``prior="none"``), S = S_recon of the model's own reconstruction."""
 
@@ -69,8 +69,8 @@ class PixelScorer(Scorer):
 
 
 class FeatureScorer(Scorer):
-    """S on a frozen feature pyramid (:func:`pvqae_lib.features.feature_maps`), or PatchCore's
-    distance maps when ``model`` is a :class:`~pvqae_lib.patchcore.PatchCore`. The pyramid's maps
+    """S on a frozen feature pyramid (:func:`pvqae_lib.engine.features.feature_maps`), or PatchCore's
+    distance maps when ``model`` is a :class:`~pvqae_lib.nn.patchcore.PatchCore`. The pyramid's maps
     of each image come from the per-image feature cache; :meth:`score_levels` takes them ready."""
 
     def __init__(self, model, model_config, prior=None, per_class: bool = False, cfg: ScoreConfig | None = None,
@@ -92,7 +92,7 @@ class FeatureScorer(Scorer):
 
 class HeadScorer(Scorer):
     """LFQUIAD's score (Sec. 3.5): the segmentation head's probabilities for an image beside the
-    frozen autoencoder's reconstruction (:func:`pvqae_lib.segmentation.head_maps`; ``sigma``,
+    frozen autoencoder's reconstruction (:func:`pvqae_lib.engine.segmentation.head_maps`; ``sigma``,
     ``image_score`` and ``top_k`` go there; ``prior`` makes it the prior-guided reconstruction,
     with each image's category as class token when the prior is per-class). With ``routing``, the
     autoencoder's own S_recon arrays (``routed``, ``predicted``, ...) come too, for the router's
@@ -112,7 +112,7 @@ class HeadScorer(Scorer):
 
 
 class Standardized(Scorer):
-    """Another scorer's maps standardized position by position (:func:`pvqae_lib.scoring.standardize`)
+    """Another scorer's maps standardized position by position (:func:`pvqae_lib.engine.scoring.standardize`)
     against the maps it gives the normal images of the same category; the image score is then the
     maximum of that map. :meth:`fit` takes the normal ImageSet (in the one-class setting, the
     training images), or pass ``reference`` ({category name: maps}) computed beforehand."""

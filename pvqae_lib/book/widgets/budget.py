@@ -2,7 +2,7 @@
 
 ``budget_explorer`` takes one image and a level map (one resolution per coarse patch) and returns
 the DWT context richness of every patch, the cost every patch adds to the paper's L_Budget and the
-total, computed with the library's :func:`pvqae_lib.budget.patch_entropy`, ``level_costs`` and
+total, computed with the library's :func:`pvqae_lib.nn.budget.patch_entropy`, ``level_costs`` and
 ``budget_loss``; ``level_presets`` offers a few level maps to compare, and ``plot_budget`` draws one
 result.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..budget import budget_loss, level_costs, patch_entropy
+from ...nn.budget import budget_loss, level_costs, patch_entropy
 from ..viz import LEVEL_NAMES, draw_level_grid, level_handles, to_numpy_image
 
 

@@ -20,16 +20,16 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 
-from .anomaly import OBJECT_CATEGORIES, paint_anomalies
-from .budget import budget_loss, lambda_at, patch_entropy
-from .config import ModelConfig, TrainConfig
-from .data import augment
-from .discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
-from .model import build_model
-from .routing import routed_share
-from .runs import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
+from ..config import ModelConfig, TrainConfig
+from ..data import augment
+from ..data.anomaly import OBJECT_CATEGORIES, paint_anomalies
+from ..nn.budget import budget_loss, lambda_at, patch_entropy
+from ..nn.discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
+from ..nn.model import build_model
+from ..nn.routing import routed_share
+from ..nn.ssim import reconstruction_loss
+from ..runs.folder import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
 from .scorers import PixelScorer, per_category
-from .ssim import reconstruction_loss
 
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
 
@@ -123,7 +123,7 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
     Loss per step (Sec. III-B.2): L = L_VQ + w_adv·L_ADV + λ(t)·L_Budget, with λ(t) rising from
     0 to λmax by ``cfg.schedule``. With ``cfg.restore_anomalies`` (LFQUIAD's reconstructive
     subnetwork, after DRÆM) about half the inputs carry synthetic anomalies
-    (:func:`pvqae_lib.anomaly.paint_anomalies`), the reconstruction target is the normal image and
+    (:func:`pvqae_lib.data.anomaly.paint_anomalies`), the reconstruction target is the normal image and
     the reconstruction term is LFQUIAD's Eq. 2 with its SSIM term (``cfg.ssim_weight``).
     Returns (model, history): history is a dict of per-step lists
     (loss, rec, budget, lambda, share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after
@@ -237,7 +237,7 @@ def held_out_point(epoch: int, scorer, eval_set, levels=None) -> dict:
     """One point of the learning curve: {epoch (1-based, finished), image_auroc, pixel_auroc} of
     ``scorer`` on the labelled ImageSet ``eval_set`` (``levels``: its feature pyramid, if the scorer
     is a FeatureScorer), means over categories as ``evaluate`` gives them
-    (:func:`pvqae_lib.scorers.per_category`).
+    (:func:`pvqae_lib.engine.scorers.per_category`).
 
     The run's test split, for monitoring only: nothing reads these numbers to stop training or pick
     a checkpoint, so they do not leak the test set into the model. They are cheap on purpose:
@@ -292,7 +292,7 @@ ADAM_BETAS = (0.5, 0.9)    # VQGAN's (Esser et al. 2021), for the autoencoder an
 
 def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, device=None, seed: int | None = None) -> StepParts:
     """Everything :func:`train_step` needs, built one way for the training loop, ``benchmark`` and
-    the chapters: the model (:func:`pvqae_lib.model.build_model`), the patch discriminator, an Adam
+    the chapters: the model (:func:`pvqae_lib.nn.model.build_model`), the patch discriminator, an Adam
     optimizer for each (lr ``cfg.lr``, betas :data:`ADAM_BETAS`), and the AMP gradient scaler
     (enabled where ``cfg.amp`` and the device is CUDA). ``net``/``net_d`` are the bare modules
     (``train_autoencoder`` wraps them in DistributedDataParallel under torchrun). With ``seed``,
@@ -316,7 +316,7 @@ def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: 
     """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the
     discriminator. The model sees ``x`` and rebuilds ``target`` (default ``x``), the discriminator's real images.
     The reconstruction term is the mean squared error, or with ``cfg.restore_anomalies`` LFQUIAD's
-    Eq. 2, (1-β₁)·MSE + β₁·(1-SSIM) with β₁ = ``cfg.ssim_weight`` (:func:`pvqae_lib.ssim.reconstruction_loss`)."""
+    Eq. 2, (1-β₁)·MSE + β₁·(1-SSIM) with β₁ = ``cfg.ssim_weight`` (:func:`pvqae_lib.nn.ssim.reconstruction_loss`)."""
     device, model_cfg = x.device, p.model_cfg
     target = x if target is None else target
     routed = model_cfg.model == "pvqae"

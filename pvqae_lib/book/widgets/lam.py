@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..scoring import recon_score
+from ...engine.scoring import recon_score
 from ..viz import LEVEL_NAMES, level_handles, overlay_levels, to_numpy_image
 
 if TYPE_CHECKING:                 # for the annotations only: pandas is imported where it is used
@@ -128,7 +128,7 @@ def sweep_profile(profile):
     compute) and a sixth of the prior's training steps."""
     from dataclasses import replace
 
-    from ..book import sweep_profile as book_sweep_profile
+    from .. import sweep_profile as book_sweep_profile
     sp = book_sweep_profile(profile)
     return replace(sp, num_train=sp.num_train // 3, num_test=sp.num_test // 3,
                    train=replace(sp.train, batch_size=max(1, sp.train.batch_size // 2)),
@@ -154,7 +154,7 @@ def warm_sweeps(profile, progress: bool = False) -> dict:
     them; returns seconds per model."""
     import time
 
-    from ..book import book_model
+    from .. import book_model
     sp, seconds = sweep_profile(profile), {}
     for run in sweep_settings():
         t0 = time.time()
@@ -170,8 +170,8 @@ def sweep_run(profile, test_set, **overrides) -> tuple:
     overrides, image / pixel AUROC, PRO, the routed shares of the normal test images
     (``coarse`` / ``middle`` / ``fine``), their ``mean level`` (0 coarse .. 2 fine) and
     ``end budget`` (the unweighted budget loss over the last tenth of training)."""
-    from ..book import book_model
-    from ..pipeline import evaluate
+    from ...engine.pipeline import evaluate
+    from .. import book_model
     trained = book_model(profile, "pvqae", progress=False, prior_kinds=("universal",), **overrides)
     result = evaluate(trained, test_set, "universal")
     shares = np.asarray(result["resolution_share"]["normal"], dtype=float)
@@ -198,8 +198,8 @@ def seed_spread(rows, by: str, metrics) -> pd.DataFrame:
 
 def beyond_spread(spread, a, b, metric: str) -> bool:
     """Whether settings ``a`` and ``b`` of :func:`seed_spread` differ in ``metric`` by more than the
-    sum of their seed standard deviations: :func:`pvqae_lib.results.beyond_spread` on this table's columns."""
-    from ..results import beyond_spread as spread_rule
+    sum of their seed standard deviations: :func:`pvqae_lib.runs.results.beyond_spread` on this table's columns."""
+    from ...runs.results import beyond_spread as spread_rule
     return spread_rule(spread, a, b, metric, sep=" ")
 
 

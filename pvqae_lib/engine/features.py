@@ -1,15 +1,15 @@
 """PVQAE on a frozen feature pyramid: its training loop and its anomaly maps (chapter 8).
 
-The pyramid's maps of every image are extracted once (:func:`pvqae_lib.backbones.extract_features`,
-cached on disk), so an epoch costs only the small :class:`pvqae_lib.model.FeatureAutoencoder`.
-The loss is the paper's, L = L_VQ + λ(t)·L_Budget (:func:`pvqae_lib.train.total_loss`), with the reconstruction
+The pyramid's maps of every image are extracted once (:func:`pvqae_lib.nn.backbones.extract_features`,
+cached on disk), so an epoch costs only the small :class:`pvqae_lib.nn.model.FeatureAutoencoder`.
+The loss is the paper's, L = L_VQ + λ(t)·L_Budget (:func:`pvqae_lib.engine.train.total_loss`), with the reconstruction
 term a mean squared error of standardized features and the budget charged on the DWT entropy of
 the *image* patch under each coarse patch, as in the pixel model (in other units: see
 ``train_feature_autoencoder``). The adversarial term is left
 out here: the patch discriminator judges images, and a feature map has no image to judge (a
 measured choice, chapter 8).
 
-Scoring gives the same arrays as :func:`pvqae_lib.scoring.score_dataset` (``s``, ``s_prior``,
+Scoring gives the same arrays as :func:`pvqae_lib.engine.scoring.score_dataset` (``s``, ``s_prior``,
 ``s_recon``, ``image``, ``routed``, ``predicted``), so ``evaluate`` and ``predict`` do not know
 which encoder made them.
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .backbones import extract_features, load_backbone
-from .budget import budget_loss, lambda_at, patch_entropy
-from .codebank import CodeBankPVQAE, train_router
-from .config import ModelConfig, ScoreConfig, TrainConfig
-from .model import FeatureAutoencoder
-from .routing import routed_share
-from .runs import CHECKPOINT
+from ..config import ModelConfig, ScoreConfig, TrainConfig
+from ..nn.backbones import extract_features, load_backbone
+from ..nn.budget import budget_loss, lambda_at, patch_entropy
+from ..nn.codebank import CodeBankPVQAE, train_router
+from ..nn.model import FeatureAutoencoder
+from ..nn.routing import routed_share
+from ..runs.folder import CHECKPOINT
 from .scorers import FeatureScorer
 from .scoring import combine, gaussian_blur, prior_score
 from .train import (
@@ -71,7 +71,7 @@ def init_codebooks(model: FeatureAutoencoder, levels: list[torch.Tensor], device
 
 def build_feature_trainer(model_cfg: ModelConfig, channels: tuple, cfg: TrainConfig, levels: list[torch.Tensor],
                           device=None) -> tuple[FeatureAutoencoder, torch.optim.Optimizer]:
-    """The feature loop's set-up, as :func:`pvqae_lib.train.build_trainer` is the pixel loop's: a
+    """The feature loop's set-up, as :func:`pvqae_lib.engine.train.build_trainer` is the pixel loop's: a
     :class:`FeatureAutoencoder` over a pyramid of ``channels`` (coarsest first) that standardizes
     its input with the statistics of the training maps ``levels``, on ``device``, and its Adam
     optimizer (lr ``cfg.lr``, Adam's default betas: no discriminator here). Returns (model, opt)."""
@@ -92,7 +92,7 @@ def train_feature_autoencoder(levels: list[torch.Tensor], entropy: torch.Tensor,
     ``cfg.feature_noise`` adds Gaussian noise to the standardized inputs (a denoising
     autoencoder's guard against copying its input). With ``cfg.eval_every`` > 0 the labelled
     ImageSet ``eval_set``, whose pyramid maps are ``eval_levels``, is scored into ``history['eval']``
-    (:func:`pvqae_lib.train.held_out_point`). Returns (model, history).
+    (:func:`pvqae_lib.engine.train.held_out_point`). Returns (model, history).
     """
     device = torch.device(device or "cpu")
     check_eval_set(cfg, eval_set if eval_levels is not None else None)
@@ -189,7 +189,7 @@ def feature_maps(model: FeatureAutoencoder, levels: list[torch.Tensor], image_si
     """S = S_prior × S_recon for a batch of pyramid maps; S_recon is the mean squared error of the
     standardized features per position of the finest grid, brought to ``image_size`` bilinearly.
 
-    As in :func:`pvqae_lib.scoring.anomaly_maps`: with a prior the features are reconstructed with
+    As in :func:`pvqae_lib.engine.scoring.anomaly_maps`: with a prior the features are reconstructed with
     the predicted normal budget B̂_norm and S_prior is the cross-entropy map of the router's budget.
     """
     cfg = cfg or ScoreConfig()
@@ -262,7 +262,7 @@ def patchcore_maps(patchcore, levels: list[torch.Tensor], image_size: int, cfg: 
 def score_features(scorer, levels: list[torch.Tensor], image_size: int, prior=None, class_ids=None,
                    cfg: ScoreConfig | None = None, batch_size: int = 32) -> dict:
     """Score many images' pyramid maps in batches; numpy arrays on the CPU, as ``score_dataset``."""
-    from .patchcore import PatchCore
+    from ..nn.patchcore import PatchCore
     device = next(iter(scorer.buffers())).device
     parts: dict = {}
     for start in range(0, len(levels[0]), batch_size):
@@ -283,7 +283,7 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
     the feature autoencoder, or fill PatchCore's memory bank. Returns (model, history, levels).
     With ``profile.train.eval_every`` > 0 the maps of ``eval_set`` are extracted once too, for the
     held-out evaluation during training."""
-    from .patchcore import PatchCore, PatchCoreConfig
+    from ..nn.patchcore import PatchCore, PatchCoreConfig
     m, t = profile.model, profile.train
     backbone = load_backbone(m.backbone, device=device)
     levels = extract_features(backbone, images, progress=progress)
@@ -304,9 +304,9 @@ def fit_feature_model(images: torch.Tensor, profile, out_dir=None, resume: bool 
 
 def painted_training_maps(images: torch.Tensor, backbone, profile, patch: int, progress: bool = False):
     """Up to ``profile.train.painted_images`` of ``images`` (seeded choice), each with a synthetic
-    anomaly (:func:`pvqae_lib.anomaly.paint_anomalies`, DRÆM's recipe): (their pyramid maps, the
+    anomaly (:func:`pvqae_lib.data.anomaly.paint_anomalies`, DRÆM's recipe): (their pyramid maps, the
     share of each coarse patch the anomaly covers (M, h, w), their DWT entropy (M, h, w))."""
-    from .anomaly import AnomalyConfig, paint_anomalies
+    from ..data.anomaly import AnomalyConfig, paint_anomalies
     t = profile.train
     g = torch.Generator().manual_seed(t.seed + 7)
     pick = torch.randperm(len(images), generator=g)[:t.painted_images]
@@ -317,7 +317,7 @@ def painted_training_maps(images: torch.Tensor, backbone, profile, patch: int, p
 
 def fit_code_bank(images: torch.Tensor, levels: list[torch.Tensor], entropy: torch.Tensor, profile, backbone,
                   device=None, progress: bool = False):
-    """PVQAE's codebooks as a memory bank (:mod:`pvqae_lib.codebank`): k-means codebooks on the
+    """PVQAE's codebooks as a memory bank (:mod:`pvqae_lib.nn.codebank`): k-means codebooks on the
     pyramid descriptors of the normal training maps, then (pvqae) the router, trained with the
     budget and ``profile.train.router_objective``.
 

@@ -1,7 +1,7 @@
 """The τ explorer of Chapter 3: what the Gumbel-Softmax temperature does to the routing scores.
 
 ``tau_explorer`` draws many Gumbel-Softmax samples b = softmax((g + δ) / τ) of one patch's
-logits g with the library's :func:`pvqae_lib.routing.gumbel_softmax_sample` and summarizes them;
+logits g with the library's :func:`pvqae_lib.nn.routing.gumbel_softmax_sample` and summarizes them;
 ``plot_tau`` draws the summary. The point the plots make: the *hard* choice argmax(g + δ) does
 not depend on τ at all (its frequencies are softmax(g) for every τ, the Gumbel-max trick); τ
 only shapes the *soft* scores, i.e. the relaxation whose gradient the router learns from.
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..routing import gumbel_softmax_sample
+from ...nn.routing import gumbel_softmax_sample
 from ..viz import LEVEL_COLORS, LEVEL_NAMES
 
 TAU_RANGE = (1e-3, 1e3)      # the temperatures the explorer takes: beyond them float64 saturates

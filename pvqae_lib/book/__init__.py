@@ -6,7 +6,7 @@ whole package, so a chapter never reuses a model that older code trained. A few 
 live in ``book/_static/models/<name>/`` (``model.pt`` with its ``config.json``: the command, commit and
 machine that made it), so a chapter can show a model trained for minutes without training it again on
 every build (chapter 8b). Everything is read with ``weights_only=True``
-(:func:`pvqae_lib.pipeline.load_trained`), so a file there can run no code.
+(:func:`pvqae_lib.engine.pipeline.load_trained`), so a file there can run no code.
 """
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings, lfq_implied
-from .paths import MODELS_DIR, RESULTS_DIR, cache_dir, checkout_root
-from .pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
-from .train import CheckpointError
+from ..config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings, lfq_implied
+from ..engine.pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
+from ..engine.train import CheckpointError
+from ..paths import MODELS_DIR, RESULTS_DIR, cache_dir, checkout_root
 
 
 def code_version() -> str:
@@ -32,7 +32,7 @@ def code_version() -> str:
     run; a model trained under it is only as current as the code that first trained it."""
     if pinned := os.environ.get("PVQAE_CODE_VERSION"):
         return f"pinned-{pinned}"
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]      # the whole package, not only book/
     digest = hashlib.sha256()
     for path in sorted(here.rglob("*.py")):
         digest.update(path.relative_to(here).as_posix().encode())
@@ -97,7 +97,7 @@ def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:
 
 def book_data(profile: Profile, split: str, categories=None):
     """The synthetic default at the profile's size (the data every chapter starts from)."""
-    from .data import make_synthetic
+    from ..data import make_synthetic
     n = profile.num_train if split == "train" else profile.num_test
     return make_synthetic(split, profile.model.image_size, categories=categories, num_per_category=n,
                           seed=profile.train.seed)
@@ -156,7 +156,7 @@ def committed_model_dir(name: str, start: Path | None = None) -> Path | None:
 
 
 def committed_model(name: str, device=None, start: Path | None = None):
-    """The committed trained model ``name`` (a :class:`pvqae_lib.pipeline.Trained`), or None when
+    """The committed trained model ``name`` (a :class:`pvqae_lib.engine.pipeline.Trained`), or None when
     this checkout does not hold it. Its provenance is ``committed_provenance(name)``."""
     folder = committed_model_dir(name, start)
     if folder is None or not (folder / "model.pt").is_file():
@@ -271,7 +271,7 @@ def router_logits(trained, images, batch_size: int = 64, device=None):
     device = device or next(model.parameters()).device
     starts = range(0, len(images), batch_size)
     if trained.model_config.backbone != "pixel":
-        from .backbones import extract_features, load_backbone
+        from ..nn.backbones import extract_features, load_backbone
         levels = extract_features(load_backbone(trained.model_config.backbone, device=device), images)
         batches = ([f[i:i + batch_size].float().to(device) for f in levels] for i in starts)
     else:

@@ -1,7 +1,7 @@
 """PatchCore (Roth et al., CVPR 2022): a memory bank of normal patch features, the paper's Table I
 peer and what a practitioner would pick instead of a trained autoencoder (chapter 8).
 
-On the same frozen pyramid as the feature PVQAE (:mod:`pvqae_lib.backbones`):
+On the same frozen pyramid as the feature PVQAE (:mod:`pvqae_lib.nn.backbones`):
 
 1. every position of the two finest levels (strides 8 and 16) is averaged over its 3x3
    neighbourhood (PatchCore's "locally aware" patch features), the stride-16 map is brought to

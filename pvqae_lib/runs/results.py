@@ -4,7 +4,7 @@ Every JSON file the command line committed to ``book/_static/results/`` becomes 
 pandas DataFrame (``build_index``), written to ``book/_static/results/index.csv``
 (``write_index``) and read back by the chapters (``load_index``), e.g.
 
-    from pvqae_lib.results import load_index
+    from pvqae_lib.runs.results import load_index
     idx = load_index()
     idx.query("dataset == 'synthetic' and `model.model` == 'pvqae' and `train.epochs` == 10")
 
@@ -16,10 +16,10 @@ chapters 8 and 10 and by ``benchmark_table``).
 The chapters compare configurations over seeds with ``seed_stats`` / ``seed_table`` / ``compare``,
 selecting each by a query over the index (``where`` and the shared conditions, e.g. ``LITE0``), never by file name.
 Everything rendered from the index (the book's results page, the README's headline table, the
-tables of ``docs/status.md``) is in :mod:`pvqae_lib.report`. One command writes them all:
+tables of ``docs/status.md``) is in :mod:`pvqae_lib.runs.report`. One command writes them all:
 
-    .venv/bin/python -m pvqae_lib.results        # or: make results
-    .venv/bin/python -m pvqae_lib.results --check  # exit 1 when a generated file is out of date
+    .venv/bin/python -m pvqae_lib.runs.results        # or: make results
+    .venv/bin/python -m pvqae_lib.runs.results --check  # exit 1 when a generated file is out of date
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .paths import RESULTS_DIR  # the one spelling of the results folder
+from ..paths import RESULTS_DIR  # the one spelling of the results folder
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / RESULTS_DIR
 INDEX_FILE = "index.csv"
 
@@ -93,7 +93,7 @@ IDENTITY = [c for c, _, _ in CONFIG_COLUMNS if c not in ("train.seed", "categori
 
 
 # Conditions the selections share (pandas query syntax; dotted columns in backticks): the README's
-# headline (pvqae_lib.report), docs/status.md's feature table and the chapters select with them.
+# headline (pvqae_lib.runs.report), docs/status.md's feature table and the chapters select with them.
 QUICK_PIXEL = "profile == 'quick' and image_size == 64 and `model.backbone` == 'pixel'"
 PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `model.tau` == 1.0 "
                     "and `train.augment`")
@@ -263,11 +263,11 @@ def load_index(path: Path | str | None = None) -> pd.DataFrame:
     try:
         index = pd.read_csv(path)
     except FileNotFoundError:
-        raise ResultsError(f"results index {path} is missing: python -m pvqae_lib.results writes it") from None
+        raise ResultsError(f"results index {path} is missing: python -m pvqae_lib.runs.results writes it") from None
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise ResultsError(f"results index {path} cannot be read ({' '.join(str(e).split())[:120]})") from None
     if list(index.columns) != COLUMNS:
-        raise ResultsError(f"results index {path} does not have the index's columns: python -m pvqae_lib.results "
+        raise ResultsError(f"results index {path} does not have the index's columns: python -m pvqae_lib.runs.results "
                            f"rewrites it")
     try:
         return _typed(index)
@@ -360,8 +360,8 @@ def compare(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") ->
 
 
 def main(argv=None) -> int:
-    """``python -m pvqae_lib.results``: regenerate (or ``--check``) every generated results file
-    (the command lives with the renderers, :func:`pvqae_lib.report.regenerate`)."""
+    """``python -m pvqae_lib.runs.results``: regenerate (or ``--check``) every generated results file
+    (the command lives with the renderers, :func:`pvqae_lib.runs.report.regenerate`)."""
     from .report import regenerate
     try:
         return regenerate(argv)

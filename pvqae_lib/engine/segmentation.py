@@ -2,7 +2,7 @@
 
 As in DRÆM (Zavrtanik et al. 2021) and LFQUIAD's discriminative subnetwork, a small U-Net sees an
 image next to its reconstruction, concat(x, x̂) (6 channels), and predicts a per-pixel anomaly logit.
-It is trained on synthetic anomalies (:mod:`pvqae_lib.anomaly`) with LFQUIAD's Eq. (3),
+It is trained on synthetic anomalies (:mod:`pvqae_lib.data.anomaly`) with LFQUIAD's Eq. (3),
 L_dis = α₂·L_dice + β₂·L_focal with α₂ + β₂ = 1. The autoencoder stays frozen (eval mode, no
 gradients): only the head learns, which keeps a CPU run short.
 """
@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .anomaly import AnomalyConfig, AnomalySynthesizer
-from .config import HeadConfig
+from ..config import HeadConfig
+from ..data.anomaly import AnomalyConfig, AnomalySynthesizer
 from .scoring import anomaly_maps, gaussian_blur
 
 
@@ -100,7 +100,7 @@ def dice_focal_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: flo
 def reconstruct(model, images: torch.Tensor, prior=None, classes: torch.Tensor | None = None) -> torch.Tensor:
     """The frozen autoencoder's reconstruction (eval mode, no gradients), exactly the one scoring
     uses: with a prior, the image rebuilt with the predicted normal budget; else the model's own
-    (router-chosen) reconstruction (:func:`pvqae_lib.scoring.anomaly_maps`)."""
+    (router-chosen) reconstruction (:func:`pvqae_lib.engine.scoring.anomaly_maps`)."""
     return anomaly_maps(model, images, prior, classes).recon.clamp(0, 1)
 
 
@@ -110,7 +110,7 @@ def train_head(model, normal_set, cfg: HeadConfig | None = None, seed: int = 0,
     """Train a :class:`SegmentationHead` (``cfg``: its steps, batch size, learning rate and width) for a
     frozen autoencoder ``model`` on synthetic anomalies.
 
-    Each step: an :class:`~pvqae_lib.anomaly.AnomalySynthesizer` batch from ``normal_set`` (about
+    Each step: an :class:`~pvqae_lib.data.anomaly.AnomalySynthesizer` batch from ``normal_set`` (about
     half the images get an anomaly; object categories only on their foreground), the autoencoder's
     reconstruction of it (:func:`reconstruct`; ``prior`` makes it the prior-guided one, with each
     image's category as its class token when the prior is per-class), then one AdamW step on
@@ -158,7 +158,7 @@ def head_maps(head: SegmentationHead, model, images: torch.Tensor, prior=None, c
     """Anomaly maps (B, H, W) = sigmoid of the head's logits, Gaussian-smoothed with ``sigma`` pixels
     at 64 px (scaled with the size; 0: none, LFQUIAD's optional post-processing), and image scores (B,):
 
-    - ``'max'``: maximum of the smoothed map (like :mod:`pvqae_lib.scoring`; DRÆM uses the max of a
+    - ``'max'``: maximum of the smoothed map (like :mod:`pvqae_lib.engine.scoring`; DRÆM uses the max of a
       box-filtered map);
     - ``'topk'``: mean of the top ``top_k`` fraction of pixels;
     - ``'mean'``: mean of the map, LFQUIAD Eq. (4).
@@ -195,8 +195,8 @@ def head_scores_of(head: SegmentationHead, model, data, prior=None, batch_size: 
 
 def evaluate_head(head: SegmentationHead, model, test_set, prior=None, batch_size: int = 32, **kwargs) -> dict:
     """Image AUROC, pixel AUROC and PRO of the head's maps, as means over categories, plus
-    ``*_pooled`` numbers and ``per_category`` rows: :func:`pvqae_lib.scorers.per_category` of a
-    :class:`~pvqae_lib.scorers.HeadScorer`, the aggregation ``pipeline.evaluate`` uses too.
+    ``*_pooled`` numbers and ``per_category`` rows: :func:`pvqae_lib.engine.scorers.per_category` of a
+    :class:`~pvqae_lib.engine.scorers.HeadScorer`, the aggregation ``pipeline.evaluate`` uses too.
     ``kwargs`` go to :func:`head_maps` (``sigma``, ``image_score``, ``top_k``)."""
     from .scorers import HeadScorer, evaluate_scorer
     return evaluate_scorer(HeadScorer(head, model, prior, batch_size=batch_size, **kwargs), test_set)

@@ -59,7 +59,7 @@ class RunError(ValueError):
 def git_commit(where: Path | None = None) -> str:
     """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
     changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
-    from .paths import RESULTS_DIR
+    from ..paths import RESULTS_DIR
     where = where or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
@@ -367,13 +367,13 @@ def check_run(run_dir: Path) -> None:
 
 def open_run(run_dir: Path, device):
     """(the finished model of a run directory, its config.json as a dict)."""
-    from .pipeline import load_trained
+    from ..engine.pipeline import load_trained
     return load_trained(run_dir / MODEL_FILE, device), read_json(run_dir / CONFIG, "run configuration")
 
 
 def load_split(run: dict, split: str):
     """The train or test ImageSet a run was (or is) made on, from its recorded dataset settings."""
-    from .data import load_dataset, make_synthetic
+    from ..data import load_dataset, make_synthetic
     d = run["data"]
     if d["dataset"] == "synthetic":
         n = d["num_train"] if split == "train" else d["num_test"]

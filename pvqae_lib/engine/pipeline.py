@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import (
+from ..config import (
     ModelConfig,
     PriorConfig,
     Profile,
     ScoreConfig,
     from_dict,
 )
+from ..nn.model import build_model
+from ..nn.prior import BudgetPrior, fit_prior
 from .features import collect_feature_budgets, fit_feature_model
-from .model import build_model
-from .prior import BudgetPrior, fit_prior
 from .scorers import (
     FeatureScorer,
     HeadScorer,
@@ -71,7 +71,7 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
 
     With ``profile.train.eval_every`` > 0, ``eval_set`` (the run's test split) is scored during
     training into ``trained.history['eval']``, a learning curve for monitoring only
-    (:func:`pvqae_lib.train.held_out_point`)."""
+    (:func:`pvqae_lib.engine.train.held_out_point`)."""
     unknown = set(prior_kinds) - set(PRIOR_KINDS)
     if unknown or not prior_kinds:
         raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
@@ -79,7 +79,7 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
     if profile.model.backbone == "pixel":
         model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
                                            progress, epoch_callback, eval_set)
-    else:                                         # a frozen pyramid: chapter 8, pvqae_lib.features
+    else:                                         # a frozen pyramid: chapter 8, pvqae_lib.engine.features
         model, history, features = fit_feature_model(train_set.images, profile, out_dir, resume, device,
                                                      progress, epoch_callback, eval_set)
     trained = Trained(model, profile.model, list(train_set.category_names), history=history)
@@ -176,7 +176,7 @@ def default_prior(model_config: ModelConfig) -> str:
 
 
 def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | None = None, device=None) -> Scorer:
-    """The :class:`~pvqae_lib.scorers.Scorer` of a trained run ('none': S by reconstruction alone):
+    """The :class:`~pvqae_lib.engine.scorers.Scorer` of a trained run ('none': S by reconstruction alone):
 
     - ``cfg.scorer='head'``: the run's segmentation head (LFQUIAD Sec. 3.5, :class:`HeadScorer`,
       its map smoothed by ``cfg.head_sigma``); the head sees the model's own reconstruction, so
@@ -213,7 +213,7 @@ def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig
     """Anomaly maps and image scores of a test ImageSet, by :func:`scorer_of`'s scorer.
 
     With ``cfg.standardize`` every category's maps are standardized position by position
-    (:class:`~pvqae_lib.scorers.Standardized`) against the maps of that category's images in
+    (:class:`~pvqae_lib.engine.scorers.Standardized`) against the maps of that category's images in
     ``normal_set`` (the training images: in the one-class setting the only normal images there
     are), or against ``reference``, those maps computed beforehand by :func:`normal_maps`; the
     image score is then the maximum of that map.
@@ -265,7 +265,7 @@ def score_files(trained: Trained, files: list, category: str, prior: str = "univ
     show ``category``, one of the run's categories (it picks the class token of a per-class prior
     and the normal maps ``cfg.standardize`` compares with: ``reference``, from :func:`normal_maps`,
     computed once for every chunk). This is ``predict``'s scoring."""
-    from .data import load_images
+    from ..data import load_images
     trained.check_category(category)
     cfg = cfg or ScoreConfig()
     scorer = scorer_of(trained, prior, cfg, device)
@@ -295,7 +295,7 @@ def evaluate(trained: Trained, test_set, prior: str = "universal", cfg: ScoreCon
 
     As on MVTec AD, the headline numbers are means over categories (each category is its own
     inspection task); the ``*_pooled`` numbers put every category's images in one pool
-    (:func:`pvqae_lib.scorers.per_category`, the one aggregation every scorer's maps go through).
+    (:func:`pvqae_lib.engine.scorers.per_category`, the one aggregation every scorer's maps go through).
     """
     t0, cfg = time.time(), cfg or ScoreConfig()
     sc = score(trained, test_set, prior, cfg, device, normal_set)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .config import ScoreConfig
+from ..config import ScoreConfig
 
 
 class Scores(NamedTuple):

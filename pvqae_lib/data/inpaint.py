@@ -5,7 +5,7 @@ region of a normal image with Stable Diffusion (``CompVis/stable-diffusion-v1-4`
 Hugging Face Diffusers API), with the positive prompt "broken {class_name} with defect" and the
 negative prompt "perfect {class_name}", then blends the result into the normal image with
 S = β(M⊙N) + (1−β)(M⊙A) + M̄⊙N. Their masks come from Perlin noise (textures) or Grounded-SAM
-(objects); here they come from :func:`pvqae_lib.anomaly.anomaly_mask` (Perlin noise, restricted to
+(objects); here they come from :func:`pvqae_lib.data.anomaly.anomaly_mask` (Perlin noise, restricted to
 a given or estimated foreground).
 
 Nothing here is needed by the book's default path, and nothing is downloaded unless you call

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .quantize import build_quantizer
 from .routing import DynamicRouter
 
@@ -203,7 +203,7 @@ class VQVAE(nn.Module):
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """``PVQAE`` or ``VQVAE`` on pixels; on a feature backbone a :class:`FeatureAutoencoder`
-    ('pvqae', 'vqvae', 'ae') or a :class:`pvqae_lib.patchcore.PatchCore`, as ``cfg`` says."""
+    ('pvqae', 'vqvae', 'ae') or a :class:`pvqae_lib.nn.patchcore.PatchCore`, as ``cfg`` says."""
     if cfg.backbone != "pixel":
         from .backbones import backbone_channels
         if cfg.model == "patchcore":
@@ -261,7 +261,7 @@ def standardize_levels(levels: list[torch.Tensor], mean: torch.Tensor, std: torc
 class FeatureAutoencoder(nn.Module):
     """PVQAE (or a baseline) above a frozen pretrained pyramid: this book's extension (chapter 8).
 
-    The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.backbones`); everything above
+    The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.nn.backbones`); everything above
     the encoder is the paper's. Per level, a 1x1 projection of the whole pyramid at that level's
     resolution gives the routing features and the codes z_r; the Dynamic Routing Module picks one
     level per coarse patch (Gumbel-Softmax); each level is quantized (VQ or LFQ) and Σ_r b_r ⊙ q_r

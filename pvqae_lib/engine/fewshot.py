@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .config import HeadConfig, Profile, get_device, get_profile
-from .data import DataError, ImageSet, load_dataset
+from ..config import HeadConfig, Profile, get_device, get_profile
+from ..data import DataError, ImageSet, load_dataset
+from ..nn.prior import fit_prior
 from .pipeline import Trained, evaluate
-from .prior import fit_prior
 from .segmentation import evaluate_head, train_head
 from .train import collect_budgets, train_autoencoder
 

@@ -27,7 +27,7 @@ def __getattr__(name: str):
         except ModuleNotFoundError as e:
             if e.name != f"{__name__}.{name}":
                 raise                       # the module exists but one of its imports is missing
-            raise AttributeError(f"pvqae_lib.widgets has no submodule {name!r} (not written yet)") from None
+            raise AttributeError(f"pvqae_lib.book.widgets has no submodule {name!r} (not written yet)") from None
         globals()[name] = module
         return module
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

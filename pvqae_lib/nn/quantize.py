@@ -210,7 +210,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 5, seed: int = 0, chunk: int = 
     nearest code and moves each code to the mean of its rows. A code left with no row (dead) is
     restarted on the rows farthest from their codes, the k-means form of the dead-code restarts
     the trained quantizers use. Used where a codebook is read as a memory bank of normal features
-    (:mod:`pvqae_lib.codebank`): the codebook that minimises the quantization error ||z - q||²,
+    (:mod:`pvqae_lib.nn.codebank`): the codebook that minimises the quantization error ||z - q||²,
     which is what the VQ codebook term of L_VQ moves towards, reached in a few passes.
     """
     x = x.float()
