@@ -24,6 +24,7 @@ from . import (
     pipeline,
     prior,
     quantize,
+    results,
     routing,
     scorers,
     scoring,
@@ -38,15 +39,7 @@ from .config import get_device, get_profile
 __all__ = [
     "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "features", "fewshot",
     "metrics",
-    "model", "patchcore", "paths", "pipeline", "prior", "quantize", "report", "results", "routing", "scorers",
+    "model", "patchcore", "paths", "pipeline", "prior", "quantize", "results", "routing", "scorers",
     "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
 ]
 
-
-def __getattr__(name):
-    """``pv.results`` and ``pv.report`` are imported on first use: ``python -m pvqae_lib.results`` then
-    runs the module without importing it twice."""
-    if name in ("results", "report"):
-        import importlib
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'pvqae_lib' has no attribute {name!r}")
