@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:            # this checkout's library, whatever else is installed
     sys.path.insert(0, str(ROOT))
 
+from pvqae_lib.config import TrainConfig  # noqa: E402
 from pvqae_lib.paths import RESULTS_DIR  # noqa: E402
 from pvqae_lib.results import (  # noqa: E402
     IDENTITY,
@@ -54,6 +55,7 @@ from pvqae_lib.results import (  # noqa: E402
 )
 
 RESULTS = ROOT / RESULTS_DIR
+TRAIN_DEFAULTS = TrainConfig()                 # the full table names only what a run changed from them
 # what it writes, relative to the checkout (the index is RESULTS_DIR / INDEX_FILE)
 PAGE_FILE, README_FILE = "book/results.md", "README.md"
 STATUS_FILE = "docs/status.md"                 # holds the benchmark and feature blocks
@@ -76,7 +78,7 @@ def cell(text) -> str:
 
 def scoring(row) -> str:
     """How the run was scored: the segmentation head, or S with its prior (and its power when not 1,
-    the code bank's level when not the router's); ', standardized'."""
+    the code bank's level when not the router's, the code distance as S_recon); ', standardized'."""
     head = row["score.scorer"] == "head"
     text = "segmentation head" if head else f"S, prior {row['prior']}"
     power = row.get("score.prior_power")
@@ -85,6 +87,8 @@ def scoring(row) -> str:
     route = row.get("score.route")
     if isinstance(route, str) and route != "router":
         text += ", mean of levels" if route == "mean" else f", {route} level"
+    if not head and row.get("score.feature_score") == "code":
+        text += ", code distance"
     standardized = row["standardized"]
     return text + (", standardized" if not pd.isna(standardized) and bool(standardized) else "")
 
@@ -228,14 +232,23 @@ DATASET_TITLES = {"synthetic": "Synthetic data (the embedded default)", "mtsd": 
 
 
 def training(row) -> str:
-    """How the model was trained when it was not only on normal images: LFQUIAD's restoration of
-    synthetic anomalies (``train.restore_anomalies``) with the mean squared error alone, or with Eq. 2's
-    SSIM term (``train.ssim_weight`` > 0); '-' for the other runs."""
+    """How the model was trained: image size and epochs, then what differs from the training
+    defaults (``TrainConfig``: λmax, its schedule, feature noise), and LFQUIAD's restoration of
+    synthetic anomalies (``train.restore_anomalies``) with the mean squared error alone or with
+    Eq. 2's SSIM term (``train.ssim_weight`` > 0)."""
+    parts = [f"{int(row['image_size'])} px, {int(row['train.epochs'])} epochs"]
+    if row["train.lambda_max"] != TRAIN_DEFAULTS.lambda_max:
+        parts.append(f"λmax {row['train.lambda_max']:g}")
+    if row["train.schedule"] != TRAIN_DEFAULTS.schedule:
+        parts.append(f"{row['train.schedule']} λ")
+    noise = row["train.feature_noise"]
+    if not pd.isna(noise) and noise != TRAIN_DEFAULTS.feature_noise:
+        parts.append(f"feature noise {noise:g}")
     restore = row["train.restore_anomalies"]
-    if pd.isna(restore) or not restore:
-        return "-"
-    weight = row["train.ssim_weight"]
-    return f"restore, Eq. 2 (SSIM {weight:g})" if weight > 0 else "restore, MSE"
+    if not pd.isna(restore) and restore:
+        weight = row["train.ssim_weight"]
+        parts.append(f"restore, Eq. 2 (SSIM {weight:g})" if weight > 0 else "restore, MSE")
+    return "; ".join(parts)
 
 
 def seconds(x) -> str:
@@ -262,24 +275,51 @@ def short_name(file: str, prefix: str) -> str:
     return (file[len(prefix):] if file.startswith(prefix) else file).removesuffix(".json")
 
 
-FULL_COLUMNS = ("run", "image AUROC", "pixel AUROC", "PRO", "model", "training", "scoring", "px", "epochs", "seed",
-                "λmax", "schedule", "train s", "commit")
+FULL_COLUMNS = ("run", "model: scoring", "training", "seed", "image AUROC", "pixel AUROC", "PRO", "commit")
+
+
+# Settings the training column names where a run's differs from the usual one among the runs of its
+# model and scoring in a table (all of them are in the index): (column, its text from a value).
+VARYING = (("model.codebook_size", lambda v: f"K {v}"), ("model.width", lambda v: f"width {v}"),
+           ("model.tau", lambda v: f"τ {v:g}"), ("model.vq_level", lambda v: f"VQ at level {v}"),
+           ("train.augment", lambda v: "augmented" if v else "no augmentation"),
+           ("head.enabled", lambda v: "with a head" if v else "no head"))
+
+
+def varying(rows: pd.DataFrame) -> list[str]:
+    """For each row, its VARYING settings that differ from the most common value among the rows of
+    its model and scoring ('_model')."""
+    out = pd.Series("", index=rows.index)
+    for _, group in rows.groupby("_model", sort=False):
+        usual = {c: group[c].astype(str).mode().iloc[0] for c, _ in VARYING}
+        for i, r in group.iterrows():
+            out[i] = "; ".join(text(r[c]) for c, text in VARYING if not pd.isna(r[c]) and str(r[c]) != usual[c])
+    return list(out)
 
 
 def full_table(rows: pd.DataFrame) -> str:
-    """Every evaluation of ``rows`` as a markdown table, sorted by image size, epochs and file: the
-    file's name (less the prefix all the files share and '.json', named in the line above the table),
-    the metrics, the configuration and the commit. The commands stay in the JSON files and the index."""
-    rows = rows.sort_values(["image_size", "train.epochs", "file"], kind="stable")
+    """Every evaluation of ``rows`` (one dataset's) as a markdown table of FULL_COLUMNS, sorted by
+    model (with its scoring), then its training (image size, epochs, the rest, and the VARYING
+    settings that tell its runs apart) and seed, so that the seeds of one configuration sit
+    together: the file's name (less the prefix all the files share and '.json', named in the line
+    above the table), the model and its scoring, the training, the seed, the metrics and the
+    commit. The commands and the rest of the configuration stay in the JSON files and the index."""
+    rows = rows.assign(_model=[f"{model_name(r)}: {scoring(r)}" for _, r in rows.iterrows()],
+                       _training=[training(r) for _, r in rows.iterrows()])
+    rows = rows.assign(_training=[t + (f"; {v}" if v else "") for t, v in zip(rows["_training"], varying(rows))],
+                       # the configuration's other settings, so that configurations the columns show alike
+                       # still keep their seeds together
+                       _rest=["|".join(map(str, v)) for v in rows[[c for c in IDENTITY if c in rows.columns]]
+                              .itertuples(index=False)])
+    rows = rows.sort_values(["_model", "image_size", "train.epochs", "_training", "_rest", "train.seed", "file"],
+                            kind="stable")
     prefix = common_prefix(rows["file"])
     files = (f"Run `x` is the file `{prefix}x.json`." if prefix else "Run `x` is the file `x.json`.")
     lines = [files, "", "| " + " | ".join(FULL_COLUMNS) + " |", "|---" * len(FULL_COLUMNS) + "|"]
     for _, r in rows.iterrows():
         lines.append("| " + " | ".join(cell(x) for x in (
-            short_name(r["file"], prefix), fmt(r["image_auroc"]), fmt(r["pixel_auroc"]), fmt(r["pro"]),
-            model_name(r), training(r), scoring(r), int(r["image_size"]), int(r["train.epochs"]),
-            int(r["train.seed"]), f"{r['train.lambda_max']:g}", r["train.schedule"], seconds(r["train_seconds"]),
-            short_commit(r["train_git_commit"]))) + " |")
+            short_name(r["file"], prefix), r["_model"], r["_training"], int(r["train.seed"]),
+            fmt(r["image_auroc"]), fmt(r["pixel_auroc"]), fmt(r["pro"]), short_commit(r["train_git_commit"]))) + " |")
     return "\n".join(lines)
 
 
@@ -291,16 +331,17 @@ def results_page(index: pd.DataFrame) -> str:
              "% Generated by `tools/results_pages.py` (make results) from book/_static/results/*.json: "
              "do not edit.", "",
              f"Every committed evaluation ({len(ev)} of the {len(index)} files in `book/_static/results/`), "
-             "one row each, as `pvqae_lib.results.load_index()` reads it from `book/_static/results/index.csv`, "
-             "sorted by image size (px), epochs and file name. The first column names the run's JSON file "
-             "(the line above each table gives the part of the name the table leaves out). AUROC and PRO in %, "
-             "means over categories. *training*: `restore, MSE` is LFQUIAD's training on images with synthetic "
-             "anomalies, rebuilt with the mean squared error alone; `restore, Eq. 2 (SSIM 0.5)` adds Eq. 2's "
-             "SSIM term with that weight; `-` is every other run, trained on normal images. *train s* is wall "
-             "time in seconds on the machine that trained the run; most runs shared a 2-core CPU with another "
-             "run, so read them as upper bounds. *commit* is the commit of the code that trained the run. The "
-             "train and evaluate commands, the full configuration and the machine of each run are not shown "
-             "here: they are in its JSON file and in the index.",
+             "as `pvqae_lib.results.load_index()` reads it from `book/_static/results/index.csv`: first a summary, "
+             "then every run, one row each, by dataset, sorted by model (with its scoring), training and seed, so "
+             "that the seeds of one configuration sit together. The first column names the run's JSON file (the "
+             "line above each table gives the part of the name the table leaves out). AUROC and PRO in %, means "
+             "over categories. *training*: image size and epochs, then what differs from the training defaults "
+             f"(λmax {TRAIN_DEFAULTS.lambda_max:g} on a {TRAIN_DEFAULTS.schedule} schedule); `restore, MSE` is "
+             "LFQUIAD's training on images with synthetic anomalies, rebuilt with the mean squared error alone, "
+             "`restore, Eq. 2 (SSIM 0.5)` adds Eq. 2's SSIM term with that weight. *commit* is the commit of the "
+             "code that trained the run. The train and evaluate commands, the training time, the full "
+             "configuration and the machine of each run are not shown here: they are in its JSON file and in the "
+             "index.",
              "", "## Summary: each model's best configuration", "",
              "One row per dataset and model: the configuration (scoring, image size, epochs and every other "
              "setting) with the highest mean image AUROC over its seeds, mean ± sample std over them, in %; best "
