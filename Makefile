@@ -63,9 +63,9 @@ times: $(STAMP)
 
 ## results: regenerate what is made from the committed results (book/_static/results/*.json): the index
 ## (index.csv), the book's results page (book/results.md), the README's headline table and the
-## benchmark table of docs/status.md
+## benchmark and feature tables of docs/status.md (tools/results_pages.py; --check only compares)
 results: $(STAMP)
-	$(PY) -m pvqae_lib.runs.results
+	$(PY) tools/results_pages.py
 
 clean:
 	rm -rf _build runs

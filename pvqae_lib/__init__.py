@@ -3,6 +3,21 @@
 Patch-aware Vector Quantized AutoEncoder (Cheng, Qu & Lee, arXiv 2501.09187) for unsupervised
 visual defect detection, with the lookup-free quantization and synthetic-anomaly ideas of LFQUIAD
 (Lin & Lai). The chapters import it as ``import pvqae_lib as pv``.
+
+The package is layered; each layer imports only the ones below it (``import-linter`` contracts in
+pyproject.toml, checked by tests/test_layers.py):
+
+    commands/, cli, flags   the command line
+    book/                   what the chapters share: model cache, glue/check helpers, plots, widgets
+    runs/                   a run folder (provenance, locks) and the committed results index
+    engine/                 one training loop, one scoring path, the metrics
+    data/                   data sets, downloads, synthetic anomalies
+    nn/                     the maths: quantizers, router, budget, prior, encoders, detectors
+    config, paths, storage  leaves: configurations, where files live, safe reads and atomic writes
+
+For the chapters, every module is also reachable by its short name: ``pv.quantize`` is
+``pvqae_lib.nn.quantize``, ``pv.train`` is ``pvqae_lib.engine.train``, ``pv.viz`` is
+``pvqae_lib.book.viz``.
 """
 __version__ = "0.1.0"
 
@@ -12,19 +27,10 @@ from .config import get_device, get_profile
 from .data import anomaly
 from .engine import features, fewshot, metrics, pipeline, scorers, scoring, segmentation, train
 from .nn import backbones, budget, codebank, discriminator, model, patchcore, prior, quantize, routing, ssim
+from .runs import results
 
 __all__ = [
     "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "features", "fewshot",
-    "metrics",
-    "model", "patchcore", "paths", "pipeline", "prior", "quantize", "report", "results", "routing", "scorers",
+    "metrics", "model", "patchcore", "paths", "pipeline", "prior", "quantize", "results", "routing", "scorers",
     "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
 ]
-
-
-def __getattr__(name):
-    """``pv.results`` and ``pv.report`` are imported on first use: ``python -m pvqae_lib.runs.results`` then
-    runs the module without importing it twice."""
-    if name in ("results", "report"):
-        import importlib
-        return importlib.import_module(f".runs.{name}", __name__)
-    raise AttributeError(f"module 'pvqae_lib' has no attribute {name!r}")

@@ -174,12 +174,9 @@ def applied(config, given: dict):
 
 # ------------------------------------------------------------------ the flag list of the documentation
 
-DOC_BEGIN, DOC_END = "<!-- train settings: begin (python -m pvqae_lib.flags) -->", "<!-- train settings: end -->"
-
-
 def settings_table() -> str:
-    """The markdown table of train's config flags (docs/command_line.md holds it between DOC_BEGIN
-    and DOC_END; ``python -m pvqae_lib.flags --write FILE`` renews it there)."""
+    """The markdown table of train's config flags (docs/command_line.md holds it; the repository's
+    tools/settings_table.py renews it there)."""
     rows = ["| flag | setting | default | what it sets |", "| --- | --- | --- | --- |"]
     for s in config_settings():
         where = s.name if s.section == "profile" else f"{s.section}.{s.name}"
@@ -189,19 +186,3 @@ def settings_table() -> str:
         rows.append(f"| `{s.flag}` | `{where}` | {default} | {text}{choices} |".replace("\n", " "))
     return "\n".join(rows)
 
-
-def write_settings_table(path) -> None:
-    from pathlib import Path
-    path = Path(path)
-    text = path.read_text()
-    head, rest = text.split(DOC_BEGIN)
-    _, tail = rest.split(DOC_END)
-    path.write_text(f"{head}{DOC_BEGIN}\n{settings_table()}\n{DOC_END}{tail}")
-
-
-if __name__ == "__main__":
-    import sys
-    if sys.argv[1:2] == ["--write"]:
-        write_settings_table(sys.argv[2])
-    else:
-        print(settings_table())

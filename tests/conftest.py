@@ -14,6 +14,7 @@ tests/ has no ``__init__.py``):
 * ``load_tool``: a script of tools/ (not a package) as a module.
 """
 import importlib.util
+import sys
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -122,10 +123,16 @@ TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 def load_tool(name):
-    """tools/<name>.py as a module (under a name that cannot clash with an installed one)."""
+    """tools/<name>.py as a module (under a name that cannot clash with an installed one), registered
+    in sys.modules as an import would (a dataclass in the script looks its module up there)."""
     spec = importlib.util.spec_from_file_location(f"_tools_{name}", TOOLS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[spec.name]
+        raise
     return module
 
 

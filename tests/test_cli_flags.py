@@ -5,13 +5,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
+from conftest import TINY_TRAIN_ARGS, assert_usage_error, load_tool, run_cli
 
 from pvqae_lib.cli import build_parser
 from pvqae_lib.commands.train import check_resume_flags, profile_from_args
 from pvqae_lib.flags import (
-    DOC_BEGIN,
-    DOC_END,
     PROFILE_FIELDS,
     SCORE_SECTIONS,
     SECTIONS,
@@ -126,6 +124,8 @@ def test_lfq_sizes_follow_the_code_dim():
 
 def test_the_documented_settings_table_is_current():
     """docs/command_line.md lists train's config flags as flags.settings_table() makes them (renew it with
-    ``python -m pvqae_lib.flags --write docs/command_line.md``)."""
+    ``tools/settings_table.py``)."""
+    tool = load_tool("settings_table")
     text = (Path(__file__).resolve().parents[1] / "docs" / "command_line.md").read_text()
-    assert text.split(DOC_BEGIN)[1].split(DOC_END)[0].strip() == settings_table()
+    assert text.split(tool.BEGIN)[1].split(tool.END)[0].strip() == settings_table()
+    assert tool.current() and tool.main(["--check"]) == 0

@@ -116,8 +116,10 @@ def test_benchmark_feature_backbone_reports_extraction_training_fit_scoring_memo
     assert rows["patchcore"]["train_images_per_second"] is None
     assert "extraction" in stdout and "coreset fit" in stdout
 
-    from pvqae_lib.runs.report import benchmark_table
+    from conftest import load_tool
+
     from pvqae_lib.runs.results import kind_of
+    benchmark_table = load_tool("results_pages").benchmark_table
     assert kind_of(b) == "benchmark"
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "benchmark_x.json").write_text(path.read_text())

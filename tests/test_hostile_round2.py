@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import load_tool, run_cli
 from PIL import Image
 from test_data import make_mtsd
 from test_hostile import ONE_STEP, refused, run_cli_plain, snapshot
@@ -25,7 +25,6 @@ from pvqae_lib.book.widgets.budget import budget_explorer
 from pvqae_lib.book.widgets.tau import tau_explorer
 from pvqae_lib.commands import predict as predict_command
 from pvqae_lib.nn.prior import BudgetPrior
-from pvqae_lib.runs import results as results_module
 from pvqae_lib.runs.results import ResultsError, build_index, load_index, read_result
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
@@ -314,8 +313,9 @@ def test_the_results_tool_names_a_missing_folder_and_a_garbled_index(tmp_path, c
         load_index(tmp_path / "index.csv")
     with pytest.raises(ResultsError, match="gone.csv is missing"):
         load_index(tmp_path / "gone.csv")
-    monkeypatch.setattr("pvqae_lib.runs.report.generated", lambda *a: build_index(tmp_path / "nowhere"))
-    assert results_module.main([]) == 2
+    pages = load_tool("results_pages")
+    assert pages.main([], root=tmp_path) == 2               # a checkout without book/_static/results
+    assert pages.main(["--check"], root=tmp_path) == 2
     assert capsys.readouterr().err.startswith("error: results folder")
 
 

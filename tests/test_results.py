@@ -1,15 +1,18 @@
-"""pvqae_lib.runs.results: the results index built from the committed JSON files, what is generated from
-it (the book's results page, the README's headline table, the benchmark table), and a check that
-the committed generated files are current. Only JSON is read; no model is trained.
+"""pvqae_lib.runs.results: the results index built from the committed JSON files; tools/results_pages.py:
+what is generated from it (the book's results page, the README's headline table, the benchmark
+table), and a check that the committed generated files are current. Only JSON is read; no model is
+trained.
 """
 import json
 import re
 
 import pandas as pd
 import pytest
+from conftest import load_tool
 
-from pvqae_lib.runs import report as P
-from pvqae_lib.runs import results as R
+from pvqae_lib import results as R
+
+P = load_tool("results_pages")
 
 
 def evaluation(dataset="synthetic", model="pvqae", prior="universal", image=0.9, pixel=0.8, pro=0.7, seed=0,
@@ -67,7 +70,7 @@ def test_fmt_is_a_percentage(value, text):
 @pytest.mark.parametrize("sha,text", [("0123456789abcdef", "0123456"), ("0123456789abcdef-dirty", "0123456-dirty"),
                                       (None, "n/a"), ("", "n/a"), (float("nan"), "n/a")])
 def test_short_commit(sha, text):
-    assert P.short_commit(sha) == text
+    assert R.short_commit(sha) == text
 
 
 # -------------------------------------------------------------------------------------- index
@@ -104,10 +107,9 @@ def test_index_round_trips_through_csv(tmp_path):
     folder = folder_with(tmp_path, {"a.json": evaluation(image=0.123456789012345), "benchmark.json": BENCHMARK,
                                     "f.json": FEWSHOT})
     index = R.build_index(folder)
-    path = R.write_index(index, tmp_path / "index.csv")
+    path = tmp_path / "index.csv"
+    path.write_text(R.index_csv(index))
     pd.testing.assert_frame_equal(R.load_index(path), index)
-    assert R.write_index(results_dir=folder) == folder / "index.csv"
-    assert (folder / "index.csv").read_text() == path.read_text()
     # pandas queries on the flags are logical
     assert list(R.load_index(path).query("not standardized and `model.model` == 'pvqae'")["file"]) == ["a.json"]
 
@@ -120,7 +122,9 @@ def test_the_committed_index_is_current():
 
 
 def test_the_generated_page_and_blocks_are_current():
-    assert P.stale() == [], "run `python -m pvqae_lib.runs.results` (make results)"
+    """book/results.md, the README's headline block and docs/status.md's blocks are what
+    tools/results_pages.py writes from the committed JSON files."""
+    assert P.stale() == [], "run `make results` (tools/results_pages.py)"
 
 
 # ----------------------------------------------------------------------------------- headline
@@ -195,24 +199,61 @@ def test_results_page_is_plain_myst(tmp_path):
 
 
 def test_full_table_is_short_and_sorted(tmp_path):
-    """The run table: names less the shared prefix and '.json' (the prefix stated above the table),
-    the metrics right after the name, rows by px then epochs numerically, whole seconds, LFQUIAD's
-    MSE-only and Eq. 2 trainings told apart, and no command."""
+    """The run table: at most 8 columns; names less the shared prefix and '.json' (the prefix stated
+    above the table); rows by model (with its scoring), then training (px, epochs numerically), then
+    seed, so that the seeds of one configuration sit together; LFQUIAD's MSE-only and Eq. 2 trainings
+    and a changed λ told apart in the training column; the commit last; no command."""
     restore = {}
     for name, ssim in (("run_lfq_mse.json", 0.0), ("run_lfq_ssim.json", 0.5)):
         restore[name] = evaluation(quantizer="lfq", epochs=10)
         restore[name]["config"]["train"].update(restore_anomalies=True, ssim_weight=ssim)
-    folder = folder_with(tmp_path, {"run_e80.json": evaluation(epochs=80), "run_e400.json": evaluation(epochs=400),
-                                    "run_e100.json": evaluation(epochs=100, image=0.5), **restore})
+    lam = evaluation(epochs=80, seed=0)
+    lam["config"]["train"].update(lambda_max=2.5, schedule="cosine")
+    cb = evaluation(epochs=80, seed=0)
+    cb["config"]["model"]["codebook_size"] = 512
+    folder = folder_with(tmp_path, {"run_e80_s1.json": evaluation(epochs=80, seed=1),
+                                    "run_e80_s0.json": evaluation(epochs=80, seed=0),
+                                    "run_e400.json": evaluation(epochs=400), "run_lam.json": lam, "run_cb.json": cb,
+                                    "run_e100.json": evaluation(epochs=100, image=0.5),
+                                    "run_vq.json": evaluation(model="vqvae", prior="none", seed=2),
+                                    "run_ae.json": evaluation(model="ae", prior="none", seed=3), **restore})
     lines = P.full_table(R.build_index(folder)).splitlines()
     assert lines[0] == "Run `x` is the file `run_x.json`."
-    assert lines[2].startswith("| run | image AUROC | pixel AUROC | PRO | model | training |")
+    assert lines[2] == "| run | model: scoring | training | seed | image AUROC | pixel AUROC | PRO | commit |"
+    assert len(P.FULL_COLUMNS) <= 8
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
-    assert [r[0] for r in rows] == ["lfq_mse", "lfq_ssim", "e80", "e100", "e400"]
-    assert rows[3][1:4] == ["50.0", "80.0", "70.0"]
-    assert [r[5] for r in rows] == ["restore, MSE", "restore, Eq. 2 (SSIM 0.5)", "-", "-", "-"]
-    assert {r[-2] for r in rows} == {"12"}                        # train_seconds 12.5, a whole number
-    assert "train" not in " ".join(r[-1] for r in rows)
+    assert all(len(r) == len(P.FULL_COLUMNS) for r in rows)
+    assert [r[0] for r in rows] == ["ae", "lfq_ssim", "lfq_mse", "e80_s0", "e80_s1", "cb", "lam", "e100", "e400",
+                                    "vq"]
+    by_name = {r[0]: r for r in rows}
+    assert by_name["ae"][1] == "ae: S, prior none" and by_name["vq"][3] == "2"
+    assert by_name["e80_s1"][1:4] == ["pvqae: S, prior universal", "64 px, 80 epochs", "1"]
+    assert by_name["lam"][2] == "64 px, 80 epochs; λmax 2.5; cosine λ"
+    assert by_name["cb"][2] == "64 px, 80 epochs; K 512"                 # differs from its model's usual K 64
+    assert by_name["e100"][4:7] == ["50.0", "80.0", "70.0"]
+    assert by_name["lfq_mse"][1] == "pvqae-lfq: S, prior universal"
+    assert [by_name[n][2] for n in ("lfq_mse", "lfq_ssim")] == ["64 px, 10 epochs; restore, MSE",
+                                                              "64 px, 10 epochs; restore, Eq. 2 (SSIM 0.5)"]
+    assert {r[-1] for r in rows} == {"0123456-dirty"}
+    assert "python -m" not in "\n".join(lines)
+
+
+def test_the_committed_page_has_a_summary_then_short_sorted_run_tables():
+    """book/results.md (issue #31 item 4): the summary first, then each dataset's runs in tables of at
+    most 8 columns, sorted by model and scoring, and within one configuration by seed."""
+    page = P.PAGE.read_text()
+    assert page.index("## Summary") < page.index("## Synthetic data") < page.index("## MTSD")
+    header = "| " + " | ".join(P.FULL_COLUMNS) + " |"
+    assert page.count(header) == 2 and len(P.FULL_COLUMNS) <= 8 and len(P.SUMMARY_COLUMNS) <= 8
+    for table in page.split(header)[1:]:
+        rows = [[c.strip() for c in line.strip("|").split("|")]
+                for line in table.splitlines()[2:] if line.startswith("|")]
+        rows = rows[:next((i for i, r in enumerate(rows) if len(r) != len(P.FULL_COLUMNS)), len(rows))]
+        models = [r[1] for r in rows]
+        assert models == sorted(models)
+        for a, b in zip(rows, rows[1:]):
+            if a[1:3] == b[1:3]:                          # same model, scoring and training: seeds ascending
+                assert int(a[3]) <= int(b[3]), (a, b)
 
 
 @pytest.mark.parametrize("names,prefix", [

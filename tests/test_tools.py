@@ -1,9 +1,8 @@
 """Tests for the pure functions of the repository scripts in tools/ (not a package: loaded from their files).
 
 tools/time_chapters.py: the markdown table of chapter times, the README block it rewrites and the
-chapter list read from _toc.yml. (The results tables, once tools/results_table.py, are
-pvqae_lib.runs.results, tested in tests/test_results.py.) No notebook is executed and the real README.md
-is never written.
+chapter list read from _toc.yml. (tools/results_pages.py, the results page and tables, is tested in
+tests/test_results.py.) No notebook is executed and the real README.md is never written.
 """
 import pytest
 from conftest import load_tool

@@ -2,7 +2,7 @@
 # The committed MTSD runs of the code-bank PVQAE (chapter 8b, issue #28) and its equal-descriptor
 # memory bank, seeds given as arguments (default 0 1 2): `train` + `evaluate` as a user types them,
 # one torch thread per process (run two of these side by side on 2 cores). Each evaluation is a
-# JSON in book/_static/results with its command, commit and machine; `python -m pvqae_lib.results`
+# JSON in book/_static/results with its command, commit and machine; `make results` (tools/results_pages.py)
 # then rebuilds the index. Run folders go to $RUNS (default ../runs, outside the repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."

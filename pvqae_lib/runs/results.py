@@ -1,10 +1,10 @@
-"""The committed results as data: one generated index, and everything shown from it.
+"""The committed results as data: one generated index, its queries and the seed statistics.
 
 Every JSON file the command line committed to ``book/_static/results/`` becomes one row of a
-pandas DataFrame (``build_index``), written to ``book/_static/results/index.csv``
-(``write_index``) and read back by the chapters (``load_index``), e.g.
+pandas DataFrame (``build_index``; ``index_csv`` is its text), committed as
+``book/_static/results/index.csv`` and read back by the chapters (``load_index``), e.g.
 
-    from pvqae_lib.runs.results import load_index
+    from pvqae_lib.results import load_index
     idx = load_index()
     idx.query("dataset == 'synthetic' and `model.model` == 'pvqae' and `train.epochs` == 10")
 
@@ -15,17 +15,14 @@ chapters 8 and 10 and by ``benchmark_table``).
 
 The chapters compare configurations over seeds with ``seed_stats`` / ``seed_table`` / ``compare``,
 selecting each by a query over the index (``where`` and the shared conditions, e.g. ``LITE0``), never by file name.
-Everything rendered from the index (the book's results page, the README's headline table, the
-tables of ``docs/status.md``) is in :mod:`pvqae_lib.runs.report`. One command writes them all:
-
-    .venv/bin/python -m pvqae_lib.runs.results        # or: make results
-    .venv/bin/python -m pvqae_lib.runs.results --check  # exit 1 when a generated file is out of date
+This module only reads: the repository script ``tools/results_pages.py`` (``make results``) writes
+index.csv and renders the book's results page, the README's headline table and the tables of
+``docs/status.md`` from it (``--check``: exit 1 when one of them is out of date).
 """
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -93,7 +90,7 @@ IDENTITY = [c for c, _, _ in CONFIG_COLUMNS if c not in ("train.seed", "categori
 
 
 # Conditions the selections share (pandas query syntax; dotted columns in backticks): the README's
-# headline (pvqae_lib.runs.report), docs/status.md's feature table and the chapters select with them.
+# headline (tools/results_pages.py), docs/status.md's feature table and the chapters select with them.
 QUICK_PIXEL = "profile == 'quick' and image_size == 64 and `model.backbone` == 'pixel'"
 PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `model.tau` == 1.0 "
                     "and `train.augment`")
@@ -242,18 +239,8 @@ def _typed(index: pd.DataFrame) -> pd.DataFrame:
 
 
 def index_csv(index: pd.DataFrame) -> str:
-    """The index as CSV text (what ``write_index`` writes; deterministic, floats at full precision)."""
+    """The index as CSV text, as index.csv holds it (deterministic, floats at full precision)."""
     return index.to_csv(index=False, lineterminator="\n")
-
-
-def write_index(index: pd.DataFrame | None = None, path: Path | str | None = None,
-                results_dir: Path | str = RESULTS) -> Path:
-    """Write the index (built from ``results_dir`` when not given) to ``path`` (default
-    ``results_dir/index.csv``); returns the path."""
-    index = build_index(results_dir) if index is None else index
-    path = Path(path) if path is not None else Path(results_dir) / INDEX_FILE
-    path.write_text(index_csv(index))
-    return path
 
 
 def load_index(path: Path | str | None = None) -> pd.DataFrame:
@@ -263,11 +250,11 @@ def load_index(path: Path | str | None = None) -> pd.DataFrame:
     try:
         index = pd.read_csv(path)
     except FileNotFoundError:
-        raise ResultsError(f"results index {path} is missing: python -m pvqae_lib.runs.results writes it") from None
+        raise ResultsError(f"results index {path} is missing: tools/results_pages.py writes it") from None
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise ResultsError(f"results index {path} cannot be read ({' '.join(str(e).split())[:120]})") from None
     if list(index.columns) != COLUMNS:
-        raise ResultsError(f"results index {path} does not have the index's columns: python -m pvqae_lib.runs.results "
+        raise ResultsError(f"results index {path} does not have the index's columns: tools/results_pages.py "
                            f"rewrites it")
     try:
         return _typed(index)
@@ -277,6 +264,13 @@ def load_index(path: Path | str | None = None) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------ formatting
+
+
+def short_commit(sha) -> str:
+    """The first 7 hex digits, keeping a '-dirty' mark (the code had uncommitted changes)."""
+    if not isinstance(sha, str) or not sha:
+        return "n/a"
+    return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
 
 
 # --------------------------------------------------------------------------- seeds, for the chapters
@@ -358,17 +352,3 @@ def compare(stats: pd.DataFrame, a: str, b: str, metric: str = "image_auroc") ->
         spread = "within the seed spread: these seeds do not separate them"
     return f"“{a}”: {name} {ma:.1f} %, {relation} “{b}” ({mb:.1f} %), {spread} ({na} and {nb} seeds)."
 
-
-def main(argv=None) -> int:
-    """``python -m pvqae_lib.runs.results``: regenerate (or ``--check``) every generated results file
-    (the command lives with the renderers, :func:`pvqae_lib.runs.report.regenerate`)."""
-    from .report import regenerate
-    try:
-        return regenerate(argv)
-    except ResultsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

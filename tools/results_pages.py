@@ -1,11 +1,17 @@
-"""Everything shown from the results index: the book's results page, the README's headline table and
-the tables of ``docs/status.md``, and the command that regenerates them.
+"""Write what is generated from the committed results: the index ``book/_static/results/index.csv``,
+the book's results page ``book/results.md``, the README's headline block and the tables of
+``docs/status.md``.
 
-The index itself (one row per committed evaluation) is :mod:`pvqae_lib.runs.results`; this module only
-renders it: ``results_page`` -> ``book/results.md``, ``headline_table`` (rows chosen by ``HEADLINE``)
--> the README's marked headline block, ``benchmark_table`` and ``feature_table`` -> docs/status.md.
-``replace_block`` writes a marked block of a markdown file (tools/time_chapters.py uses it too).
-``regenerate`` is ``python -m pvqae_lib.runs.results [--check]``.
+    .venv/bin/python tools/results_pages.py           # or: make results
+    .venv/bin/python tools/results_pages.py --check   # write nothing; exit 1 when a file is out of date
+
+A repository script, not part of the package: the installed library only reads the results
+(:mod:`pvqae_lib.runs.results`: the index, its queries and the seed statistics the chapters use), and
+never the repository's pages. This script renders them: ``results_page`` -> ``book/results.md``,
+``headline_table`` (rows chosen by ``HEADLINE``) -> the README's marked headline block,
+``benchmark_table`` and ``feature_table`` -> docs/status.md. ``replace_block`` writes a marked
+block of a markdown file (tools/time_chapters.py uses it too). It renders the files of the checkout
+it sits in, with that checkout's library.
 """
 from __future__ import annotations
 
@@ -20,7 +26,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import (
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:            # this checkout's library, whatever else is installed
+    sys.path.insert(0, str(ROOT))
+
+from pvqae_lib.config import TrainConfig  # noqa: E402
+from pvqae_lib.paths import RESULTS_DIR  # noqa: E402
+from pvqae_lib.runs.results import (  # noqa: E402
     IDENTITY,
     INDEX_FILE,
     LITE0,
@@ -29,23 +41,25 @@ from .results import (
     PROFILE_TRAINING,
     PVQAE_S_RECON,
     QUICK_PIXEL,
-    RESULTS,
-    ROOT,
     VQ64,
+    ResultsError,
     bank,
     build_index,
     index_csv,
     lite0,
-    load_index,
     one_configuration,
     seed_stats,
     seed_table,
+    short_commit,
     where,
 )
 
-PAGE = ROOT / "book" / "results.md"
-README = ROOT / "README.md"
-STATUS = ROOT / "docs" / "status.md"          # holds the benchmark and feature blocks
+RESULTS = ROOT / RESULTS_DIR
+TRAIN_DEFAULTS = TrainConfig()                 # the full table names only what a run changed from them
+# what it writes, relative to the checkout (the index is RESULTS_DIR / INDEX_FILE)
+PAGE_FILE, README_FILE = "book/results.md", "README.md"
+STATUS_FILE = "docs/status.md"                 # holds the benchmark and feature blocks
+PAGE = ROOT / PAGE_FILE
 HEADLINE_MARKERS = ("<!-- headline -->", "<!-- /headline -->")
 BENCHMARK_MARKERS = ("<!-- benchmark -->", "<!-- /benchmark -->")
 
@@ -57,13 +71,6 @@ def fmt(x) -> str:
     return f"{100 * x:.1f}"
 
 
-def short_commit(sha) -> str:
-    """The first 7 hex digits, keeping a '-dirty' mark (the code had uncommitted changes)."""
-    if not isinstance(sha, str) or not sha:
-        return "n/a"
-    return sha[:7] + ("-dirty" if sha.endswith("-dirty") else "")
-
-
 def cell(text) -> str:
     """Text safe inside a markdown table cell (no raw '|', no line breaks)."""
     return str(text).replace("|", "\\|").replace("\n", " ")
@@ -71,7 +78,7 @@ def cell(text) -> str:
 
 def scoring(row) -> str:
     """How the run was scored: the segmentation head, or S with its prior (and its power when not 1,
-    the code bank's level when not the router's); ', standardized'."""
+    the code bank's level when not the router's, the code distance as S_recon); ', standardized'."""
     head = row["score.scorer"] == "head"
     text = "segmentation head" if head else f"S, prior {row['prior']}"
     power = row.get("score.prior_power")
@@ -80,6 +87,8 @@ def scoring(row) -> str:
     route = row.get("score.route")
     if isinstance(route, str) and route != "router":
         text += ", mean of levels" if route == "mean" else f", {route} level"
+    if not head and row.get("score.feature_score") == "code":
+        text += ", code distance"
     standardized = row["standardized"]
     return text + (", standardized" if not pd.isna(standardized) and bool(standardized) else "")
 
@@ -199,10 +208,9 @@ def headline_rows(index: pd.DataFrame, selectors=None) -> list[dict]:
     return out
 
 
-def headline_table(index: pd.DataFrame | None = None, selectors=None) -> str:
+def headline_table(index: pd.DataFrame, selectors=None) -> str:
     """The README's headline table (markdown): each selector's configuration, mean ± std over its
     seeds, and the paper's image / pixel AUROC where the paper reports that setting."""
-    index = load_index() if index is None else index
     lines = ["| setting | seeds | image AUROC | pixel AUROC | PRO | paper (image / pixel) |",
              "|---|---|---|---|---|---|"]
     for r in headline_rows(index, selectors):
@@ -210,8 +218,8 @@ def headline_table(index: pd.DataFrame | None = None, selectors=None) -> str:
         lines.append(f"| {cell(r['label'])} | {seeds} | {r['image']} | {r['pixel']} | {r['pro']} | {r['paper']} |")
     lines.append("")
     lines.append("In %, means over categories; mean ± sample std over seeds where there are several. Generated by "
-                 "`python -m pvqae_lib.runs.results` from `book/_static/results/index.csv` (rows chosen by "
-                 "`HEADLINE` in `pvqae_lib/report.py`); every run, with its configuration and commit, is in "
+                 "`tools/results_pages.py` from `book/_static/results/index.csv` (rows chosen by "
+                 "`HEADLINE` there); every run, with its configuration and commit, is in "
                  "`book/results.md`, and its commands in its JSON file.")
     return "\n".join(lines)
 
@@ -224,14 +232,23 @@ DATASET_TITLES = {"synthetic": "Synthetic data (the embedded default)", "mtsd": 
 
 
 def training(row) -> str:
-    """How the model was trained when it was not only on normal images: LFQUIAD's restoration of
-    synthetic anomalies (``train.restore_anomalies``) with the mean squared error alone, or with Eq. 2's
-    SSIM term (``train.ssim_weight`` > 0); '-' for the other runs."""
+    """How the model was trained: image size and epochs, then what differs from the training
+    defaults (``TrainConfig``: λmax, its schedule, feature noise), and LFQUIAD's restoration of
+    synthetic anomalies (``train.restore_anomalies``) with the mean squared error alone or with
+    Eq. 2's SSIM term (``train.ssim_weight`` > 0)."""
+    parts = [f"{int(row['image_size'])} px, {int(row['train.epochs'])} epochs"]
+    if row["train.lambda_max"] != TRAIN_DEFAULTS.lambda_max:
+        parts.append(f"λmax {row['train.lambda_max']:g}")
+    if row["train.schedule"] != TRAIN_DEFAULTS.schedule:
+        parts.append(f"{row['train.schedule']} λ")
+    noise = row["train.feature_noise"]
+    if not pd.isna(noise) and noise != TRAIN_DEFAULTS.feature_noise:
+        parts.append(f"feature noise {noise:g}")
     restore = row["train.restore_anomalies"]
-    if pd.isna(restore) or not restore:
-        return "-"
-    weight = row["train.ssim_weight"]
-    return f"restore, Eq. 2 (SSIM {weight:g})" if weight > 0 else "restore, MSE"
+    if not pd.isna(restore) and restore:
+        weight = row["train.ssim_weight"]
+        parts.append(f"restore, Eq. 2 (SSIM {weight:g})" if weight > 0 else "restore, MSE")
+    return "; ".join(parts)
 
 
 def seconds(x) -> str:
@@ -258,45 +275,74 @@ def short_name(file: str, prefix: str) -> str:
     return (file[len(prefix):] if file.startswith(prefix) else file).removesuffix(".json")
 
 
-FULL_COLUMNS = ("run", "image AUROC", "pixel AUROC", "PRO", "model", "training", "scoring", "px", "epochs", "seed",
-                "λmax", "schedule", "train s", "commit")
+FULL_COLUMNS = ("run", "model: scoring", "training", "seed", "image AUROC", "pixel AUROC", "PRO", "commit")
+
+
+# Settings the training column names where a run's differs from the usual one among the runs of its
+# model and scoring in a table (all of them are in the index): (column, its text from a value).
+VARYING = (("model.codebook_size", lambda v: f"K {v}"), ("model.width", lambda v: f"width {v}"),
+           ("model.tau", lambda v: f"τ {v:g}"), ("model.vq_level", lambda v: f"VQ at level {v}"),
+           ("train.augment", lambda v: "augmented" if v else "no augmentation"),
+           ("head.enabled", lambda v: "with a head" if v else "no head"))
+
+
+def varying(rows: pd.DataFrame) -> list[str]:
+    """For each row, its VARYING settings that differ from the most common value among the rows of
+    its model and scoring ('_model')."""
+    out = pd.Series("", index=rows.index)
+    for _, group in rows.groupby("_model", sort=False):
+        usual = {c: group[c].astype(str).mode().iloc[0] for c, _ in VARYING}
+        for i, r in group.iterrows():
+            out[i] = "; ".join(text(r[c]) for c, text in VARYING if not pd.isna(r[c]) and str(r[c]) != usual[c])
+    return list(out)
 
 
 def full_table(rows: pd.DataFrame) -> str:
-    """Every evaluation of ``rows`` as a markdown table, sorted by image size, epochs and file: the
-    file's name (less the prefix all the files share and '.json', named in the line above the table),
-    the metrics, the configuration and the commit. The commands stay in the JSON files and the index."""
-    rows = rows.sort_values(["image_size", "train.epochs", "file"], kind="stable")
+    """Every evaluation of ``rows`` (one dataset's) as a markdown table of FULL_COLUMNS, sorted by
+    model (with its scoring), then its training (image size, epochs, the rest, and the VARYING
+    settings that tell its runs apart) and seed, so that the seeds of one configuration sit
+    together: the file's name (less the prefix all the files share and '.json', named in the line
+    above the table), the model and its scoring, the training, the seed, the metrics and the
+    commit. The commands and the rest of the configuration stay in the JSON files and the index."""
+    rows = rows.assign(_model=[f"{model_name(r)}: {scoring(r)}" for _, r in rows.iterrows()],
+                       _training=[training(r) for _, r in rows.iterrows()])
+    rows = rows.assign(_training=[t + (f"; {v}" if v else "") for t, v in zip(rows["_training"], varying(rows))],
+                       # the configuration's other settings, so that configurations the columns show alike
+                       # still keep their seeds together
+                       _rest=["|".join(map(str, v)) for v in rows[[c for c in IDENTITY if c in rows.columns]]
+                              .itertuples(index=False)])
+    rows = rows.sort_values(["_model", "image_size", "train.epochs", "_training", "_rest", "train.seed", "file"],
+                            kind="stable")
     prefix = common_prefix(rows["file"])
     files = (f"Run `x` is the file `{prefix}x.json`." if prefix else "Run `x` is the file `x.json`.")
     lines = [files, "", "| " + " | ".join(FULL_COLUMNS) + " |", "|---" * len(FULL_COLUMNS) + "|"]
     for _, r in rows.iterrows():
         lines.append("| " + " | ".join(cell(x) for x in (
-            short_name(r["file"], prefix), fmt(r["image_auroc"]), fmt(r["pixel_auroc"]), fmt(r["pro"]),
-            model_name(r), training(r), scoring(r), int(r["image_size"]), int(r["train.epochs"]),
-            int(r["train.seed"]), f"{r['train.lambda_max']:g}", r["train.schedule"], seconds(r["train_seconds"]),
-            short_commit(r["train_git_commit"]))) + " |")
+            short_name(r["file"], prefix), r["_model"], r["_training"], int(r["train.seed"]),
+            fmt(r["image_auroc"]), fmt(r["pixel_auroc"]), fmt(r["pro"]), short_commit(r["train_git_commit"]))) + " |")
     return "\n".join(lines)
 
 
-def results_page(index: pd.DataFrame | None = None) -> str:
+def results_page(index: pd.DataFrame) -> str:
     """The book's results page (MyST markdown): every committed evaluation, grouped by dataset,
     then the other results files."""
-    index = load_index() if index is None else index
     ev = index[index["kind"] == "evaluate"]
     parts = ["# Results index", "",
-             "% Generated by `python -m pvqae_lib.runs.results` from book/_static/results/*.json: do not edit.", "",
+             "% Generated by `tools/results_pages.py` (make results) from book/_static/results/*.json: "
+             "do not edit.", "",
              f"Every committed evaluation ({len(ev)} of the {len(index)} files in `book/_static/results/`), "
-             "one row each, as `pvqae_lib.runs.results.load_index()` reads it from `book/_static/results/index.csv`, "
-             "sorted by image size (px), epochs and file name. The first column names the run's JSON file "
-             "(the line above each table gives the part of the name the table leaves out). AUROC and PRO in %, "
-             "means over categories. *training*: `restore, MSE` is LFQUIAD's training on images with synthetic "
-             "anomalies, rebuilt with the mean squared error alone; `restore, Eq. 2 (SSIM 0.5)` adds Eq. 2's "
-             "SSIM term with that weight; `-` is every other run, trained on normal images. *train s* is wall "
-             "time in seconds on the machine that trained the run; most runs shared a 2-core CPU with another "
-             "run, so read them as upper bounds. *commit* is the commit of the code that trained the run. The "
-             "train and evaluate commands, the full configuration and the machine of each run are not shown "
-             "here: they are in its JSON file and in the index.",
+             "as `pvqae_lib.runs.results.load_index()` reads it from `book/_static/results/index.csv`: first a "
+             "summary, "
+             "then every run, one row each, by dataset, sorted by model (with its scoring), training and seed, so "
+             "that the seeds of one configuration sit together. The first column names the run's JSON file (the "
+             "line above each table gives the part of the name the table leaves out). AUROC and PRO in %, means "
+             "over categories. *training*: image size and epochs, then what differs from the training defaults "
+             f"(λmax {TRAIN_DEFAULTS.lambda_max:g} on a {TRAIN_DEFAULTS.schedule} schedule); `restore, MSE` is "
+             "LFQUIAD's training on images with synthetic anomalies, rebuilt with the mean squared error alone, "
+             "`restore, Eq. 2 (SSIM 0.5)` adds Eq. 2's SSIM term with that weight. *commit* is the commit of the "
+             "code that trained the run. The train and evaluate commands, the training time, the full "
+             "configuration and the machine of each run are not shown here: they are in its JSON file and in the "
+             "index.",
              "", "## Summary: each model's best configuration", "",
              "One row per dataset and model: the configuration (scoring, image size, epochs and every other "
              "setting) with the highest mean image AUROC over its seeds, mean ± sample std over them, in %; best "
@@ -422,51 +468,70 @@ def feature_table(index: pd.DataFrame) -> str:
     lines += [f"| {cell(label)} | " + " | ".join(str(v) for v in row) + " |" for label, row in table.iterrows()]
     lines += ["", "In %; mean ± sample std over seeds; `training time (s)` is the mean training time on the shared "
               "2-core CPU. "
-              "Generated by `python -m pvqae_lib.runs.results` (FEATURE_GROUPS in `pvqae_lib/report.py`: one query over "
-              "the results index per row)."]
+              "Generated by `tools/results_pages.py` (FEATURE_GROUPS there: one query over the results index "
+              "per row)."]
     return "\n".join(lines)
 
 
-def generated(results_dir: Path | str = RESULTS) -> tuple[list, list]:
-    """What the command writes: [(file, whole text)] for the index and the results page, and
-    [(file, (start, end), block text)] for the marked blocks (README headline, docs/status.md benchmark)."""
+def generated(root: Path | str = ROOT) -> tuple[list, list]:
+    """What the script writes in the checkout ``root``: [(file, whole text)] for the index and the
+    results page, and [(file, (start, end), block text)] for the marked blocks (README headline,
+    docs/status.md benchmark and feature tables)."""
+    root = Path(root)
+    results_dir = root / RESULTS_DIR
     index = build_index(results_dir)
-    files = [(Path(results_dir) / INDEX_FILE, index_csv(index)), (PAGE, results_page(index) + "\n")]
-    blocks = [(README, HEADLINE_MARKERS, headline_table(index)),
-              (STATUS, BENCHMARK_MARKERS, benchmark_table(results_dir)),
-              (STATUS, FEATURE_MARKERS, feature_table(index))]
+    files = [(results_dir / INDEX_FILE, index_csv(index)), (root / PAGE_FILE, results_page(index) + "\n")]
+    blocks = [(root / README_FILE, HEADLINE_MARKERS, headline_table(index)),
+              (root / STATUS_FILE, BENCHMARK_MARKERS, benchmark_table(results_dir)),
+              (root / STATUS_FILE, FEATURE_MARKERS, feature_table(index))]
     return files, blocks
 
 
-def stale() -> list[str]:
-    """The generated files (and marked blocks) that differ from what the command would write now."""
-    files, blocks = generated()
-    out = [str(p.relative_to(ROOT)) for p, text in files if not p.is_file() or p.read_text() != text]
+def stale(root: Path | str = ROOT) -> list[str]:
+    """The generated files (and marked blocks) of ``root`` that differ from what the script would write now."""
+    root = Path(root)
+    files, blocks = generated(root)
+    out = [str(p.relative_to(root)) for p, text in files if not p.is_file() or p.read_text() != text]
     for path, (start, end), text in blocks:
         if not path.is_file() or f"{start}\n{text}\n{end}" not in path.read_text():
-            out.append(f"{path.relative_to(ROOT)} {start}")
+            out.append(f"{path.relative_to(root)} {start}")
     return out
 
 
-def regenerate(argv=None) -> int:
-    """Write (or with ``--check`` only compare) the index, the results page and the marked blocks."""
-    ap = argparse.ArgumentParser(prog="python -m pvqae_lib.runs.results",
-                                 description="Regenerate book/_static/results/index.csv, book/results.md, the "
-                                             "README's headline block and docs/status.md's benchmark block from "
-                                             "the committed JSON files.")
-    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a generated file is stale")
-    args = ap.parse_args(argv)
-    if args.check:
-        out = stale()
-        print("out of date: " + ", ".join(out) if out else "every generated results file is current")
-        return 1 if out else 0
-    files, blocks = generated()
+def write(root: Path | str = ROOT) -> None:
+    """Write the index, the results page and the marked blocks of the checkout ``root``."""
+    root = Path(root)
+    files, blocks = generated(root)
     for path, text in files:
         path.write_text(text)
-        print(f"wrote {path.relative_to(ROOT)}")
+        print(f"wrote {path.relative_to(root)}")
     for path, (start, end), text in blocks:
         if replace_block(path, start, end, text):
-            print(f"wrote the {start} block of {path.relative_to(ROOT)}")
+            print(f"wrote the {start} block of {path.relative_to(root)}")
         else:
-            print(f"{path.relative_to(ROOT)}: no {start} ... {end} block, nothing written", file=sys.stderr)
+            print(f"{path.relative_to(root)}: no {start} ... {end} block, nothing written", file=sys.stderr)
+
+
+def main(argv=None, root: Path | str = ROOT) -> int:
+    """Write (or with ``--check`` only compare) the index, the results page and the marked blocks;
+    exit 2 with one line naming the file when a result cannot be read."""
+    ap = argparse.ArgumentParser(prog="tools/results_pages.py",
+                                 description="Regenerate book/_static/results/index.csv, book/results.md, the "
+                                             "README's headline block and docs/status.md's benchmark and feature "
+                                             "blocks from the committed JSON files.")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 when a generated file is stale")
+    args = ap.parse_args(argv)
+    try:
+        if args.check:
+            out = stale(root)
+            print("out of date: " + ", ".join(out) if out else "every generated results file is current")
+            return 1 if out else 0
+        write(root)
+    except ResultsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
