@@ -13,8 +13,27 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
-from .nn.backbones import BACKBONES
-from .runs.folder import machine  # noqa: F401  (provenance lives in runs.py; imported from here too)
+PIXEL = "pixel"                                           # the paper's encoder, trained from pixels
+BACKBONES = (PIXEL, "efficientnet-lite0", "wide-resnet50")  # the encoders (pvqae_lib.nn.backbones builds them)
+LFQ_BITS = 16   # LFQUIAD's setting: a 2^16 codebook, i.e. 16 sign bits per code
+
+
+def lfq_sizes(bits: int = LFQ_BITS) -> dict:
+    """The ModelConfig sizes of an LFQ with ``bits`` sign bits: code_dim = bits, one code per sign
+    pattern (codebook_size = 2**bits)."""
+    return {"code_dim": bits, "codebook_size": 2 ** bits}
+
+
+LFQ_MAX_BITS = 20   # 2**20 codes: the usage counts (one float per code) stay small
+
+
+def check_lfq_size(codebook_size: int, dim: int) -> None:
+    """LFQ has one code per sign pattern of its ``dim`` channels, so codebook_size must be 2**dim."""
+    if dim > LFQ_MAX_BITS:
+        raise ValueError(f"lfq uses one bit per code channel: code_dim {dim} would mean 2**{dim} codes; "
+                         f"use code_dim <= {LFQ_MAX_BITS} (the paper: 16)")
+    if codebook_size != 2 ** dim:
+        raise ValueError(f"lfq needs codebook_size = 2**code_dim = {2 ** dim}, got {codebook_size}")
 
 
 def setting(default, help: str, **more):
@@ -113,7 +132,6 @@ class ModelConfig:
             raise ValueError(f"coarse_bank_size must be >= 0, got {self.coarse_bank_size}")
         if self.kmeans_iters < 0:
             raise ValueError(f"kmeans_iters must be >= 0, got {self.kmeans_iters}")
-        from .nn.backbones import PIXEL
         models = (("pvqae", "vqvae") if self.backbone == PIXEL
                   else ("pvqae", "vqvae", "ae", "patchcore", "membank"))
         if self.model not in models:
@@ -122,7 +140,6 @@ class ModelConfig:
         if self.backbone != PIXEL and self.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32 with a feature backbone, got {self.image_size}")
         if self.quantizer == "lfq":        # one code per sign pattern of the code_dim bits
-            from .nn.quantize import check_lfq_size
             check_lfq_size(self.codebook_size, self.code_dim)
         if self.feature_model == "bank" and self.backbone == PIXEL:
             raise ValueError("feature_model 'bank' needs a feature backbone (a memory bank of pretrained features)")
@@ -155,7 +172,6 @@ def lfq_implied(model_overrides: dict) -> dict:
     code_dim = LFQ_BITS (16, LFQUIAD's) and one code per sign pattern of its bits, 2**code_dim codes."""
     if model_overrides.get("quantizer") != "lfq":
         return model_overrides
-    from .nn.quantize import LFQ_BITS, lfq_sizes
     return {**lfq_sizes(model_overrides.get("code_dim", LFQ_BITS)), **model_overrides}
 
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, run_cli
 
-from pvqae_lib.cli import build_parser, main
+from pvqae_lib.cli import main
+from pvqae_lib.commands.parser import build_parser
 from pvqae_lib.commands.train import profile_from_args
 from pvqae_lib.paths import RESULTS_DIR
 from pvqae_lib.runs.folder import git_commit

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, load_tool, run_cli
 
-from pvqae_lib.cli import build_parser
+from pvqae_lib.commands.parser import build_parser
 from pvqae_lib.commands.train import check_resume_flags, profile_from_args
 from pvqae_lib.flags import (
     PROFILE_FIELDS,

@@ -128,6 +128,6 @@ def test_benchmark_feature_backbone_reports_extraction_training_fit_scoring_memo
 
 
 def test_benchmark_defaults_measure_both_backbones():
-    from pvqae_lib.cli import build_parser
+    from pvqae_lib.commands.parser import build_parser
     args = build_parser().parse_args(["benchmark"])
     assert args.backbones == ["pixel", "efficientnet-lite0"] and args.sizes == [64] and args.feature_size is None

@@ -22,9 +22,11 @@ import pytest
 import torch
 from conftest import TINY_TRAIN_ARGS, run_cli
 
+from pvqae_lib import storage
 from pvqae_lib.config import HeadConfig, ModelConfig, PriorConfig, ScoreConfig, TrainConfig
 from pvqae_lib.runs import folder as runs
 from pvqae_lib.runs.folder import RunError, RunLock
+from pvqae_lib.storage import StorageError
 
 pytestmark = pytest.mark.usefixtures("one_thread", "cpu_quick")
 
@@ -493,8 +495,8 @@ def test_no_space_left_while_writing_the_json(finished, tmp_path, capsys, monkey
 
 
 def test_write_json_into_a_missing_folder(tmp_path):
-    with pytest.raises(RunError, match="cannot write .*No such file or directory"):
-        runs.write_json({}, tmp_path / "nowhere" / "x.json")
+    with pytest.raises(StorageError, match="cannot write .*No such file or directory"):
+        storage.write_json({}, tmp_path / "nowhere" / "x.json")
     assert snapshot(tmp_path) == {}
 
 
@@ -503,16 +505,10 @@ def test_save_atomic_failure_leaves_no_temporary_file(tmp_path):
         def __reduce__(self):
             raise TypeError("cannot pickle this")
     (tmp_path / "model.pt").write_bytes(b"old")
-    with pytest.raises(RunError, match="cannot write .*model.pt"):
-        runs.save_atomic({"x": Unsaveable()}, tmp_path / "model.pt")
+    with pytest.raises(StorageError, match="cannot write .*model.pt"):
+        storage.save_atomic({"x": Unsaveable()}, tmp_path / "model.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
     assert (tmp_path / "model.pt").read_bytes() == b"old"
-
-
-def test_old_import_names_still_work():
-    from pvqae_lib.config import machine  # noqa: F401
-    from pvqae_lib.engine.train import CHECKPOINT, save_atomic  # noqa: F401
-    assert save_atomic is runs.save_atomic
 
 
 # ------------------------------------------------------------------------- what already worked
@@ -534,7 +530,7 @@ def test_a_truncated_checkpoint_on_resume(copy_of, tmp_path, capsys):
 def test_files_are_written_with_the_usual_permissions(finished):
     """mkstemp makes 0600 files: the run's files get what open() would give them (0666 less the umask)."""
     for name in ("model.pt", "checkpoint.pt", "config.json", "history.json"):
-        assert (finished / name).stat().st_mode & 0o777 == runs.FILE_MODE, name
+        assert (finished / name).stat().st_mode & 0o777 == storage.FILE_MODE, name
 
 
 def test_resume_removes_what_a_killed_write_left(copy_of, tmp_path, capsys):

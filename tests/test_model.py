@@ -171,7 +171,7 @@ def test_machine_names_cores_gpu_and_versions():
     import os
     import platform
 
-    from pvqae_lib.config import machine
+    from pvqae_lib.runs.folder import machine
     line = machine()
     assert f"{os.cpu_count()} cores" in line and f"torch {torch.__version__}" in line
     assert f"Python {platform.python_version()}" in line

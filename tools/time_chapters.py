@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_book import toc_files  # noqa: E402
 from results_pages import replace_block  # noqa: E402
 
-from pvqae_lib.config import machine  # noqa: E402
+from pvqae_lib.runs.folder import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- chapter-times -->", "<!-- /chapter-times -->"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ..config import get_profile, replace
 from ..flags import UsageError
-from ..runs.folder import check_writable_file, git_commit, machine, write_json
+from ..runs.folder import check_writable_file, git_commit, machine
+from ..storage import write_json
 from .common import check_buildable, device_of
 
 PIXEL_SIZES = [64]             # the pixel sizes when --sizes is not given (compared by identity)

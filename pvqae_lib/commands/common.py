@@ -9,7 +9,8 @@ import torch
 
 from ..config import get_device
 from ..flags import UsageError
-from ..runs.folder import RunError, RunLock, is_run_dir, os_reason
+from ..runs.folder import RunError, RunLock, is_run_dir
+from ..storage import os_reason
 
 
 def device_of(args) -> torch.device:
@@ -120,7 +121,8 @@ def open_checked_run(run_dir: Path, device):
     """(the finished model, config.json) of a run, each checked (:func:`check_run_config`,
     :func:`check_model_matches`) before it is used."""
     from ..engine.pipeline import load_trained
-    from ..runs.folder import CONFIG, MODEL_FILE, read_json
+    from ..runs.folder import CONFIG, MODEL_FILE
+    from ..storage import read_json
     run = read_json(run_dir / CONFIG, "run configuration")
     check_run_config(run, run_dir / CONFIG)
     trained = load_trained(run_dir / MODEL_FILE, device)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..config import get_profile, with_backbone
 from ..flags import UsageError
-from ..runs.folder import CONFIG, MODEL_FILE, RunError, command_line, load_split, read_json
+from ..runs.folder import CONFIG, MODEL_FILE, RunError, command_line, load_split
+from ..storage import read_json
 from .common import fmt
+from .parser import command_of, parse
 
 DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
 # Feature backbones: the demo trains at 128 px, not the profile's 224 px: at 224 px one PVQAE epoch alone
@@ -66,16 +68,22 @@ def announce(args, runs: Path, names: tuple) -> None:
              if set_by_demo else ""), flush=True)
 
 
+def run_command(argv: list[str]) -> int:
+    """One command as a user types it, in this process; its errors end the demo with their one line
+    (:func:`pvqae_lib.cli.main` reports them)."""
+    args = parse(argv)
+    return command_of(args.command)(args)
+
+
 def train_and_evaluate(args, runs: Path, name: str, rows: list) -> int:
     """``train`` (unless the same command made the run already) and ``evaluate`` one model, in-process;
     adds (label, evaluate JSON, train seconds or None when reused, evaluate seconds) to ``rows``."""
-    from ..cli import main
     run = runs / name
     argv = ["train", "--model", name, "--out", str(run), *demo_train_args(args, name)]
     train_s = None
     if args.force or not same_train_command(run, argv):
         t0 = time.perf_counter()
-        code = main(argv + ["--force"] + (["--quiet"] if args.quiet else []))
+        code = run_command(argv + ["--force"] + (["--quiet"] if args.quiet else []))
         if code:
             return code
         train_s = time.perf_counter() - t0
@@ -83,7 +91,7 @@ def train_and_evaluate(args, runs: Path, name: str, rows: list) -> int:
     for suffix, flags in variants:
         result = runs / f"{name}{suffix.replace(', ', '_')}.json"
         t0 = time.perf_counter()
-        code = main(["evaluate", "--run", str(run), *flags, "--json", str(result), "--force"])
+        code = run_command(["evaluate", "--run", str(run), *flags, "--json", str(result), "--force"])
         if code:
             return code
         rows.append((DEMO_LABELS[name] + suffix, read_json(result), None if suffix else train_s,

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..config import profile_from_dict
 from ..engine.pipeline import default_prior
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
-from ..runs.folder import check_run, check_writable_file, git_commit, load_split, machine, write_json
+from ..runs.folder import check_run, check_writable_file, git_commit, load_split, machine
+from ..storage import write_json
 from .common import device_of, fmt, open_checked_run, run_lock_if_run
 
 

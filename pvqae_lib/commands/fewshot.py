@@ -9,7 +9,8 @@ import torch
 
 from ..config import get_profile
 from ..flags import UsageError
-from ..runs.folder import check_writable_file, git_commit, machine, write_json
+from ..runs.folder import check_writable_file, git_commit, machine
+from ..storage import write_json
 from .common import device_of, fmt
 
 

@@ -2,7 +2,6 @@
 its history; ``--resume`` continues the saved configuration."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from ..runs.folder import (
     write_json,
 )
 from .common import check_buildable, device_of
+from .parser import DEFAULT_DATASET
 
 # with --model patchcore nothing is trained: these model settings (and every train and prior one) do nothing
 PATCHCORE_IDLE = ("tau", "code_dim", "codebook_size", "quantizer", "beta", "router_hidden", "feature_hidden")
@@ -100,32 +100,26 @@ def check_flags_apply(given: dict, p: Profile) -> None:
 
 # ---------------------------------------------------------------------------------------- resume
 
-RESUME_FREE = ("out", "resume", "force", "device", "quiet")
 
 
-def explicit_options(argv: list[str]) -> dict:
-    """{dest: value} of the options the command line gave explicitly (defaults left out)."""
-    from ..cli import build_parser
-    parser = build_parser()
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                for a in sub._actions:
-                    a.default = argparse.SUPPRESS
-                sub._defaults.clear()
-    given = vars(parser.parse_args(argv))
-    return {k: v for k, v in given.items() if k != "command"}
+DATA_OPTIONS = ("dataset", "root", "category", "train_list", "profile")   # None unless given
 
 
-def check_resume_flags(argv: list[str], run: dict, out: Path) -> None:
+def explicit_options(args) -> dict:
+    """{dest: value} of the options the command line gave explicitly: the config flags
+    (:func:`pvqae_lib.flags.given_settings`) and the data options, all None unless given."""
+    given = {s.dest: value for s, value in given_settings(args).items()}
+    given.update({d: getattr(args, d) for d in DATA_OPTIONS if getattr(args, d, None) is not None})
+    return given
+
+
+def check_resume_flags(args, run: dict, out: Path) -> None:
     """``train --resume`` continues the saved configuration: every flag given with it must agree with
     it (UsageError naming each one that does not)."""
     prof, data = run["profile"], run["data"]
     settings = {s.dest: s for s in config_settings()}
     conflicts = []
-    for dest, value in explicit_options(argv).items():
-        if dest in RESUME_FREE:
-            continue
+    for dest, value in explicit_options(args).items():
         s = settings.get(dest)
         flag = s.flag if s else "--" + dest.replace("_", "-")
         if dest == "root":
@@ -164,7 +158,7 @@ def saved_run(args, out: Path) -> tuple[dict, Profile]:
     run = read_json(config_path, "run configuration")
     try:
         profile = profile_from_dict(run["profile"])
-        check_resume_flags(args.argv, run, out)
+        check_resume_flags(args, run, out)
     except (KeyError, TypeError, AttributeError) as e:
         raise RunError(f"run configuration {config_path} is incomplete ({type(e).__name__}: {e})") from None
     ckpt = load_checkpoint(out / CHECKPOINT, kind=profile.model.model)
@@ -197,6 +191,7 @@ def json_equal(a, b) -> bool:
 def new_run(args, out: Path) -> tuple[dict, Profile]:
     """(config.json, profile) of a new run from the flags, checked before anything is written."""
     check_not_started(out, args.force)
+    args.dataset = args.dataset or DEFAULT_DATASET
     if args.dataset != "synthetic" and not args.root:
         raise UsageError(f"--dataset {args.dataset} needs --root DIR")
     profile = profile_from_args(args)

@@ -28,10 +28,10 @@ from ..nn.budget import budget_loss, lambda_at, patch_entropy
 from ..nn.codebank import CodeBankPVQAE, train_router
 from ..nn.model import FeatureAutoencoder
 from ..nn.routing import routed_share
-from ..runs.folder import CHECKPOINT
 from .scorers import FeatureScorer
 from .scoring import combine, gaussian_blur, prior_score
 from .train import (
+    CHECKPOINT,
     check_eval_set,
     check_finite_loss,
     check_same_data,

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..config import HeadConfig
 from ..data.anomaly import AnomalyConfig, AnomalySynthesizer
+from ..progress import progress_bar
 from .scoring import anomaly_maps, gaussian_blur
 
 
@@ -125,7 +126,6 @@ def train_head(model, normal_set, cfg: HeadConfig | None = None, seed: int = 0,
     head = SegmentationHead(cfg.width).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
     history = {"loss": [], "dice": [], "focal": []}
-    from .train import progress_bar
     t0 = time.time()
     for _ in progress_bar(range(cfg.steps), desc="head", disable=not progress):
         x, m, index = synth.sample_indexed(cfg.batch_size)

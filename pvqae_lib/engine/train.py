@@ -28,9 +28,11 @@ from ..nn.discriminator import PatchDiscriminator, adaptive_weight, discriminato
 from ..nn.model import build_model
 from ..nn.routing import routed_share
 from ..nn.ssim import reconstruction_loss
-from ..runs.folder import CHECKPOINT, load_weights, save_atomic  # noqa: F401  (save_atomic: imported from here too)
+from ..progress import progress_bar
+from ..storage import load_weights, save_atomic
 from .scorers import PixelScorer, per_category
 
+CHECKPOINT = "checkpoint.pt"   # the last finished epoch of a training run, in its output folder
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
 
 
@@ -40,12 +42,6 @@ class CheckpointError(ValueError):
 
 class TrainingDiverged(CheckpointError):
     """The loss became NaN or infinite: training stops, the last good epoch's checkpoint is kept."""
-
-
-def progress_bar(iterable, **kwargs):
-    """tqdm.auto: a widget in notebooks, a text bar in terminals."""
-    from tqdm.auto import tqdm
-    return tqdm(iterable, **kwargs)
 
 
 def load_checkpoint(path: Path, kind: str | None = None) -> dict:

@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PIXEL = "pixel"
-BACKBONES = (PIXEL, "efficientnet-lite0", "wide-resnet50")
+from ..config import BACKBONES, PIXEL  # noqa: F401  (the names of the choices live with the configs)
+from ..storage import StorageError, save_atomic
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)        # torchvision's input normalisation (wide-resnet50)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127 / 255,) * 3                  # EfficientNet-Lite's own, "inception-style": (255·x - 127) / 128,
@@ -270,10 +271,9 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
         chunks.append([f.to(torch.float16).cpu() for f in backbone(images[start:start + batch_size].to(device))])
     levels = [torch.cat(level) for level in zip(*chunks)] if chunks else []
     if path is not None:
-        from ..runs.folder import RunError, save_atomic
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             save_atomic(levels, path)              # removes its temporary file when the write fails
-        except (OSError, RunError):
+        except (OSError, StorageError):
             pass                                   # a full disk costs the cache, not the run
     return levels

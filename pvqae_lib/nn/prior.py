@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import PriorConfig
+from ..progress import progress_bar
 
 ATTENTION_ELEMENTS = 2 ** 26   # per inference chunk: 256 MB of float32 attention scores
 
@@ -94,7 +95,6 @@ def fit_prior(levels: torch.Tensor, classes: torch.Tensor, num_levels: int, num_
 
     Returns (prior in eval mode, per-step losses).
     """
-    from ..engine.train import progress_bar
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     M = len(levels)

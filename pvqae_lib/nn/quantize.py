@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import check_lfq_size
+
 
 class QuantizerOutput(NamedTuple):
     quantized: torch.Tensor   # (B, C, H, W), straight-through: forward = codes, backward = identity
@@ -118,16 +120,8 @@ class VectorQuantizer(nn.Module):
 
 # ---------------------------------------------------------------------------- lookup-free (chapter 9)
 
-LFQ_MAX_BITS = 20   # 2**20 codes: the usage counts (one float per code) stay small
 
 
-def check_lfq_size(codebook_size: int, dim: int) -> None:
-    """LFQ has one code per sign pattern of its ``dim`` channels, so codebook_size must be 2**dim."""
-    if dim > LFQ_MAX_BITS:
-        raise ValueError(f"lfq uses one bit per code channel: code_dim {dim} would mean 2**{dim} codes; "
-                         f"use code_dim <= {LFQ_MAX_BITS} (the paper: 16)")
-    if codebook_size != 2 ** dim:
-        raise ValueError(f"lfq needs codebook_size = 2**code_dim = {2 ** dim}, got {codebook_size}")
 
 
 def binary_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -247,10 +241,3 @@ def build_quantizer(kind: str, codebook_size: int, dim: int, beta: float) -> nn.
 
 
 LFQ_AVAILABLE = True
-LFQ_BITS = 16   # LFQUIAD's setting: a 2^16 codebook, i.e. 16 sign bits per code
-
-
-def lfq_sizes(bits: int = LFQ_BITS) -> dict:
-    """The ModelConfig sizes of an LFQ with ``bits`` sign bits: code_dim = bits, one code per sign
-    pattern (codebook_size = 2**bits)."""
-    return {"code_dim": bits, "codebook_size": 2 ** bits}
