@@ -44,6 +44,10 @@ RUNS = {
     "lite0_patchcore": [*LITE0, "--model", "patchcore"],
     "lite0_membank": [*LITE0, "--model", "membank", "--bank-memory", "all"],
 }
+# the other ways a run can be scored (evaluate's options), each once
+EXTRA_SCORING = {"pixel_pvqae_head": {"head": ["--scorer", "head"]},
+                 "lite0_decoder": {"code": ["--feature-score", "code"]},
+                 "lite0_bank": {"mean": ["--route", "mean"], "fine": ["--route", "fine"]}}
 DROP = {"seconds", "eval_seconds", "git_commit", "command", "time", "date", "machine", "device", "run", "out",
         "path", "cwd", "python", "torch", "platform", "hostname", "started", "finished", "timestamp"}
 
@@ -101,9 +105,13 @@ def record(work: Path, mtsd: bool) -> dict:
         run = work / name
         cli("train", "--out", run, *TINY, *flags)
         entry = {"weights": weights(run / "model.pt")}
-        for prior in ("none", "universal", "per-class") if "pvqae" in name and "pixel" in name else ("none",):
+        routed = name in ("pixel_pvqae_head", "lite0_decoder", "lite0_bank")
+        for prior in ("none", "universal", "per-class") if routed else ("none",):
             cli("evaluate", "--run", run, "--prior", prior, "--json", work / f"{name}_{prior}.json")
             entry[f"evaluate_{prior}"] = numbers(json.loads((work / f"{name}_{prior}.json").read_text()))
+        for label, flags in EXTRA_SCORING.get(name, {}).items():
+            cli("evaluate", "--run", run, "--prior", "none", *flags, "--json", work / f"{name}_{label}.json")
+            entry[f"evaluate_{label}"] = numbers(json.loads((work / f"{name}_{label}.json").read_text()))
         cli("evaluate", "--run", run, "--prior", "none", "--standardize", "--json", work / f"{name}_std.json")
         entry["evaluate_standardized"] = numbers(json.loads((work / f"{name}_std.json").read_text()))
         cli("predict", "--run", run, "--images", images, "--out", work / f"{name}_pred", "--category", "tile",
