@@ -25,12 +25,12 @@ from . import book, config, data, paths
 from .book import viz, widgets
 from .config import get_device, get_profile
 from .data import anomaly
-from .engine import features, fewshot, metrics, pipeline, scorers, scoring, segmentation, train
+from .engine import fewshot, metrics, pipeline, scorers, scoring, segmentation, train
 from .nn import backbones, budget, codebank, discriminator, model, patchcore, prior, quantize, routing, ssim
 from .runs import results
 
 __all__ = [
-    "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "features", "fewshot",
+    "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "fewshot",
     "metrics", "model", "patchcore", "paths", "pipeline", "prior", "quantize", "results", "routing", "scorers",
     "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
 ]

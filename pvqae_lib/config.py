@@ -6,7 +6,6 @@ command line read every size from here and never hard-code them.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -377,28 +376,6 @@ def profile_from_dict(data: dict) -> Profile:
                       if k in {f.name for f in fields(Profile)}})
 
 
-def changed_settings(config: dict, base: Profile | None = None) -> dict:
-    """What a run's recorded configuration (``Profile.to_dict()``) changed from its named profile.
-
-    Returns {"section.field": value} for every differing field, e.g. {"train.epochs": 120,
-    "model.tau": 0.5}: the settings a sweep varied, in the words of the config dataclasses.
-    """
-    base = (base or get_profile(config["name"])).to_dict()
-    old, new = (flat_settings(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
-    return {k: v for k, v in new.items() if k in old and k != "name" and old[k] != v}
-
-
-def flat_settings(config: dict) -> dict:
-    """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
-    flat = {}
-    for section, value in config.items():
-        if isinstance(value, dict):
-            flat.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            flat[section] = value
-    return flat
-
-
 def from_dict(cls, data: dict):
     """Rebuild a config dataclass from ``asdict`` output, ignoring keys it does not know."""
     names = {f.name for f in fields(cls)}
@@ -407,4 +384,4 @@ def from_dict(cls, data: dict):
 
 __all__ = ["with_backbone", "FEATURE_IMAGE_SIZE", "ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig",
            "HeadConfig", "Profile", "quick_profile", "full_profile", "get_profile", "get_device", "from_dict",
-           "profile_from_dict", "changed_settings", "flat_settings", "replace"]
+           "profile_from_dict", "replace"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_TRAIN_ARGS, assert_usage_error, load_tool, run_cli
 
-from pvqae_lib.commands.parser import build_parser
+from pvqae_lib.commands.parser import build_parser, parse
 from pvqae_lib.commands.train import check_resume_flags, profile_from_args
 from pvqae_lib.flags import (
     PROFILE_FIELDS,
@@ -64,9 +64,9 @@ def test_a_generated_flag_is_recorded_in_the_run(tmp_path, capsys):
     assert code == 0, err
     run = json.loads((out / "config.json").read_text())
     assert run["profile"]["model"]["beta"] == 0.5 and run["profile"]["train"]["disc_weight"] == 0.2
-    check_resume_flags(["train", "--out", str(out), "--resume", "--beta", "0.5", "--no-amp"][:-1], run, out)
+    check_resume_flags(parse(["train", "--out", str(out), "--resume", "--beta", "0.5", "--no-amp"][:-1]), run, out)
     with pytest.raises(UsageError, match="--beta 0.3 differs from its 0.5; the saved run was made without --no-amp"):
-        check_resume_flags(["train", "--out", str(out), "--resume", "--beta", "0.3", "--no-amp"], run, out)
+        check_resume_flags(parse(["train", "--out", str(out), "--resume", "--beta", "0.3", "--no-amp"]), run, out)
 
 
 

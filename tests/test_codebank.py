@@ -10,7 +10,7 @@ from pvqae_lib.config import ModelConfig, TrainConfig, get_profile, with_backbon
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.engine.pipeline import evaluate, fit, load_trained, save_trained, score
 from pvqae_lib.nn.codebank import CodeBankPVQAE, coarse_distances, router_loss, train_router
-from pvqae_lib.nn.model import build_model
+from pvqae_lib.nn.factory import build_model
 from pvqae_lib.nn.quantize import kmeans
 
 pytestmark = pytest.mark.usefixtures("one_thread")

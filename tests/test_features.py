@@ -4,12 +4,23 @@ import pytest
 import torch
 
 from pvqae_lib.config import ModelConfig, ScoreConfig, TrainConfig
-from pvqae_lib.engine.features import feature_maps, image_entropy, score_features, train_feature_autoencoder
-from pvqae_lib.engine.train import total_loss
-from pvqae_lib.nn.model import FeatureAutoencoder, build_model
+from pvqae_lib.data import ImageSet
+from pvqae_lib.engine.scoring import anomaly_maps
+from pvqae_lib.engine.train import total_loss, train_autoencoder
+from pvqae_lib.nn.backbones import backbone_channels
+from pvqae_lib.nn.factory import build_model
+from pvqae_lib.nn.model import FeatureAutoencoder
 from pvqae_lib.nn.patchcore import PatchCore
 
-CHANNELS = (12, 8, 4)
+CHANNELS = backbone_channels("efficientnet-lite0")     # the factory builds the models for this pyramid
+
+
+def images_of(n, seed=0):
+    """An ImageSet of ``n`` random normal images at 64 px, whose pyramid the tests make up."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, 64, 64, generator=g)
+    return ImageSet(x, torch.zeros(n, 1, 64, 64), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
+                    ["good"] * n, [f"x/{i}" for i in range(n)], ["tile"])
 
 
 def pyramid(n, seed=0, size=64):
@@ -78,18 +89,16 @@ def test_training_learns_and_resumes_bit_identically(tmp_path):
         board = ((torch.arange(64 // s)[:, None] + torch.arange(64 // s)[None]) % 2).float()
         base.append(a * board + b * (1 - board))
     levels = [bl + 0.1 * f for bl, f in zip(base, pyramid(32))]
-    images = torch.rand(32, 3, 64, 64)
-    ent = image_entropy(images, 32)
+    data = images_of(32)
     t = TrainConfig(epochs=16, batch_size=8, lr=3e-3, seed=0)
-    model, hist = train_feature_autoencoder(levels, ent, cfg(), CHANNELS, t, out_dir=tmp_path / "a", progress=False)
+    model, hist = train_autoencoder(data, cfg(), t, out_dir=tmp_path / "a", progress=False, inputs=levels)
     assert np.mean(hist["rec"][-8:]) < 0.9 * np.mean(hist["rec"][:8])
-    assert {"budget", "lambda", "share_0", "perplexity"} <= set(hist)
-    # the same run stopped after 2 of 4 epochs, then resumed, ends with the same weights
+    assert {"budget", "lambda", "share_0", "perplexity"} <= set(hist) and "g_loss" not in hist   # no discriminator
+    # the same run stopped after 7 of 16 epochs, then resumed, ends with the same weights
     with pytest.raises(_Stop):
-        train_feature_autoencoder(levels, ent, cfg(), CHANNELS, t, tmp_path / "b", progress=False,
-                                  epoch_callback=_stop_after(7))
-    resumed, _ = train_feature_autoencoder(levels, ent, cfg(), CHANNELS, t, tmp_path / "b", resume=True,
-                                           progress=False)
+        train_autoencoder(data, cfg(), t, tmp_path / "b", progress=False, epoch_callback=_stop_after(7),
+                          inputs=levels)
+    resumed, _ = train_autoencoder(data, cfg(), t, tmp_path / "b", resume=True, progress=False, inputs=levels)
     for k, v in model.state_dict().items():
         assert torch.equal(v, resumed.state_dict()[k]), k
 
@@ -106,37 +115,35 @@ def _stop_after(n):
 
 
 def test_non_finite_loss_stops_with_the_step(monkeypatch):
-    levels, images = pyramid(16), torch.rand(16, 3, 64, 64)
+    levels = pyramid(16)
     levels[0][3] = float("nan")
     from pvqae_lib.engine.train import TrainingDiverged
     with pytest.raises(TrainingDiverged, match="at step 1 "):
-        train_feature_autoencoder(levels, image_entropy(images, 32), cfg(), CHANNELS,
-                                  TrainConfig(epochs=1, batch_size=16), progress=False)
+        train_autoencoder(images_of(16), cfg(), TrainConfig(epochs=1, batch_size=16), progress=False, inputs=levels)
 
 
 def test_feature_maps_and_scores():
     net = FeatureAutoencoder(cfg(), CHANNELS).eval()
     levels = pyramid(3)
-    sc = feature_maps(net, levels, 64, cfg=ScoreConfig())
-    assert sc["s"].shape == sc["s_recon"].shape == (3, 64, 64)
-    assert torch.equal(sc["image"], sc["s"].flatten(1).amax(1))
-    arrays = score_features(net, levels, 64, batch_size=2)
-    assert arrays["s"].shape == (3, 64, 64) and arrays["routed"].shape == (3, 2, 2)
-    assert np.allclose(arrays["image"], sc["image"].numpy(), atol=1e-5)
+    sc = anomaly_maps(net, levels, cfg=ScoreConfig(), size=(64, 64))
+    assert sc.s.shape == sc.s_recon.shape == (3, 64, 64) and sc.routed.shape == (3, 2, 2)
+    assert torch.equal(sc.image, sc.s.flatten(1).amax(1))
+    halves = [anomaly_maps(net, [f[i:i + 2] for f in levels], size=(64, 64)).image for i in (0, 2)]
+    assert torch.allclose(torch.cat(halves), sc.image, atol=1e-5)       # batch by batch, the same scores
 
 
 def test_code_distance_is_zero_on_a_codebook_entry_and_grows_away_from_it():
-    from pvqae_lib.engine.features import code_distance
     net = FeatureAutoencoder(cfg("vqvae"), CHANNELS).eval()
     levels = pyramid(2)
     out = net(levels)
-    d = code_distance(net, out)
+    d = net.code_distance(out)
     assert d.shape == (2, 1, 8, 8) and (d >= 0).all()
     z, q = out.codes[0], net.quantizers[0].embed(out.indices[0])
     assert torch.allclose(d[:, 0], (z - q).pow(2).sum(1), atol=1e-5)
-    sc = feature_maps(net, levels, 64, cfg=ScoreConfig(feature_score="code"))
-    assert sc["s"].shape == (2, 64, 64)
+    sc = anomaly_maps(net, levels, cfg=ScoreConfig(feature_score="code"), size=(64, 64))
+    assert sc.s.shape == (2, 64, 64)
+    ae = FeatureAutoencoder(cfg("ae"), CHANNELS)
     with pytest.raises(ValueError, match="quantized model"):
-        code_distance(FeatureAutoencoder(cfg("ae"), CHANNELS), FeatureAutoencoder(cfg("ae"), CHANNELS)(levels))
+        ae.code_distance(ae(levels))
     with pytest.raises(ValueError, match="feature_score"):
         ScoreConfig(feature_score="nearest")

@@ -403,10 +403,11 @@ def test_resume_refuses_flags_that_change_the_run(flags, named, copy_of, tmp_pat
 
 
 def test_resume_accepts_flags_that_repeat_the_run(finished):
+    from pvqae_lib.commands.parser import parse
     from pvqae_lib.commands.train import check_resume_flags
     config = json.loads((finished / "config.json").read_text())
-    check_resume_flags(["train", "--out", "x", "--resume", "--epochs", "1", "--image-size", "32", "--seed", "0",
-                        "--lr", "0.001", "--quiet", "--device", "cpu"], config, finished)
+    check_resume_flags(parse(["train", "--out", "x", "--resume", "--epochs", "1", "--image-size", "32", "--seed", "0",
+                              "--lr", "0.001", "--quiet", "--device", "cpu"]), config, finished)
 
 
 # ------------------------------------------------------------------- 4. no hang, no traceback
@@ -595,7 +596,7 @@ def test_predict_on_a_read_only_file_system(finished, images, tmp_path, capsys, 
 
 
 def test_evaluate_json_on_a_read_only_file_system(finished, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runs.tempfile, "mkstemp", lambda dir, **kw: read_only(dir))
+    monkeypatch.setattr(storage.tempfile, "mkstemp", lambda dir, **kw: read_only(dir))
     refused(["evaluate", "--run", finished, "--json", tmp_path / "r.json"], capsys, "cannot write",
             str(tmp_path / "r.json"), "Read-only file system", watch=tmp_path)
 

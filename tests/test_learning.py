@@ -12,9 +12,9 @@ import torch
 
 from pvqae_lib.config import ModelConfig, TrainConfig
 from pvqae_lib.data import make_synthetic
-from pvqae_lib.engine.scorers import PixelScorer, per_category
+from pvqae_lib.engine.scorers import DetectorScorer, per_category
 from pvqae_lib.engine.train import train_autoencoder
-from pvqae_lib.nn.model import build_model
+from pvqae_lib.nn.factory import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -38,7 +38,7 @@ def test_an_untrained_model_does_not_pass_the_bar(tile):
     _, test = tile
     for seed in (0, 1):
         torch.manual_seed(seed)
-        result = per_category(PixelScorer(build_model(MODEL).eval()).score(test), test)
+        result = per_category(DetectorScorer(build_model(MODEL).eval()).score(test), test)
         assert not learned(result), result
 
 
@@ -46,7 +46,7 @@ def test_an_untrained_model_does_not_pass_the_bar(tile):
 def test_a_tiny_pvqae_learns_one_synthetic_category(tile):
     train, test = tile
     model, history = train_autoencoder(train, MODEL, TRAIN, progress=False, eval_set=test)
-    final = per_category(PixelScorer(model).score(test), test)
+    final = per_category(DetectorScorer(model).score(test), test)
     assert learned(final), final
     curve = history["eval"]
     assert [p["epoch"] for p in curve] == [4, 8, 12, 16, 20]

@@ -6,7 +6,8 @@ from conftest import tiny_model_config as tiny
 
 from pvqae_lib.config import ModelConfig, TrainConfig
 from pvqae_lib.nn.budget import budget_loss, patch_entropy
-from pvqae_lib.nn.model import PVQAE, VQVAE, build_model, combine_levels
+from pvqae_lib.nn.factory import build_model
+from pvqae_lib.nn.model import PVQAE, VQVAE, combine_levels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,7 +61,7 @@ def test_levels_override_gives_requested_allocation(images, train):
     torch.manual_seed(1)
     model = PVQAE(tiny()).train(train)
     levels = torch.randint(0, 3, (2, 4, 4))
-    out = model(images, levels=levels)
+    out = model(images, route=levels)
     assert torch.equal(out.scores, F.one_hot(levels, 3).permute(0, 3, 1, 2).float())
     for r in range(3):
         assert float(out.logs[f"share_{r}"]) == pytest.approx((levels == r).float().mean().item())
@@ -86,13 +87,13 @@ def test_coarse_patch_is_decoded_from_coarse_codes(images):
     coarse = torch.zeros(2, 4, 4, dtype=torch.long)
     fine = torch.full((2, 4, 4), 2)
     with torch.no_grad():
-        rec_coarse, rec_fine = model(images, levels=coarse).recon, model(images, levels=fine).recon
+        rec_coarse, rec_fine = model(images, route=coarse).recon, model(images, route=fine).recon
         model.quantizers[2].codebook.weight.normal_()
         model.quantizers[1].codebook.weight.normal_()
-        torch.testing.assert_close(model(images, levels=coarse).recon, rec_coarse)
-        assert not torch.allclose(model(images, levels=fine).recon, rec_fine)
+        torch.testing.assert_close(model(images, route=coarse).recon, rec_coarse)
+        assert not torch.allclose(model(images, route=fine).recon, rec_fine)
         model.quantizers[0].codebook.weight.normal_()
-        assert not torch.allclose(model(images, levels=coarse).recon, rec_coarse)
+        assert not torch.allclose(model(images, route=coarse).recon, rec_coarse)
 
 
 def test_gradients_reach_encoder_router_decoder(images):

@@ -64,7 +64,7 @@ def folder_with(tmp_path, files: dict):
 @pytest.mark.parametrize("value,text", [(None, "n/a"), (float("nan"), "n/a"), (0.5, "50.0"), (0.98765, "98.8"),
                                         (1, "100.0"), (0.0, "0.0")])
 def test_fmt_is_a_percentage(value, text):
-    assert P.fmt(value) == text
+    assert P.percent(value) == text
 
 
 @pytest.mark.parametrize("sha,text", [("0123456789abcdef", "0123456"), ("0123456789abcdef-dirty", "0123456-dirty"),

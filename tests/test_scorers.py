@@ -9,9 +9,9 @@ from conftest import tiny_model_config, tiny_prior_config
 from pvqae_lib.config import ScoreConfig
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.engine import metrics, pipeline
-from pvqae_lib.engine.scorers import HeadScorer, PixelScorer, Standardized, normal_maps_of, per_category, per_kind
-from pvqae_lib.engine.segmentation import SegmentationHead, evaluate_head
-from pvqae_lib.nn.model import build_model
+from pvqae_lib.engine.scorers import DetectorScorer, Standardized, normal_maps_of, per_category, per_kind
+from pvqae_lib.engine.segmentation import HeadScorer, SegmentationHead, evaluate_head
+from pvqae_lib.nn.factory import build_model
 from pvqae_lib.nn.prior import BudgetPrior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,17 +37,17 @@ def test_set():
 
 def test_every_scorer_gives_maps_and_image_scores(trained, test_set):
     prior = trained.priors["per-class"]
-    for scorer in (PixelScorer(trained.model), PixelScorer(trained.model, prior, per_class=True),
+    for scorer in (DetectorScorer(trained.model), DetectorScorer(trained.model, prior, per_class=True),
                    HeadScorer(trained.head, trained.model),
-                   Standardized(PixelScorer(trained.model)).fit(make_synthetic("train", 32, categories=["tile", "disc"],
-                                                                           num_per_category=4))):
+                   Standardized(DetectorScorer(trained.model)).fit(
+                       make_synthetic("train", 32, categories=["tile", "disc"], num_per_category=4))):
         maps, scores = scorer(test_set)
         assert maps.shape == (len(test_set), 32, 32) and scores.shape == (len(test_set),)
         assert np.isfinite(maps).all() and np.isfinite(scores).all()
 
 
 def test_per_category_means_the_categories_and_pools_them(trained, test_set):
-    sc = PixelScorer(trained.model).score(test_set)
+    sc = DetectorScorer(trained.model).score(test_set)
     result = per_category(sc, test_set)
     labels, cats = test_set.labels.numpy(), test_set.categories.numpy()
     by_hand = [metrics.image_auroc(sc["image"][cats == c], labels[cats == c]) for c in range(2)]
@@ -62,7 +62,7 @@ def test_per_category_means_the_categories_and_pools_them(trained, test_set):
 
 def test_evaluate_and_evaluate_head_are_the_common_aggregation(trained, test_set):
     result = pipeline.evaluate(trained, test_set, "per-class")
-    expected = per_category(PixelScorer(trained.model, trained.priors["per-class"], per_class=True).score(test_set),
+    expected = per_category(DetectorScorer(trained.model, trained.priors["per-class"], per_class=True).score(test_set),
                             test_set, num_levels=3)
     for key in ("image_auroc", "pixel_auroc", "pro", "image_auroc_pooled", "per_category"):
         assert result[key] == expected[key], key
@@ -73,7 +73,7 @@ def test_evaluate_and_evaluate_head_are_the_common_aggregation(trained, test_set
 
 
 def test_scorer_of_picks_the_runs_scorer_and_refuses_what_it_cannot(trained, test_set):
-    assert isinstance(pipeline.scorer_of(trained, "none"), PixelScorer)
+    assert isinstance(pipeline.scorer_of(trained, "none"), DetectorScorer)
     assert pipeline.scorer_of(trained, "universal").prior is trained.priors["universal"]
     assert isinstance(pipeline.scorer_of(trained, "none", ScoreConfig(scorer="head")), HeadScorer)
     with pytest.raises(ValueError, match="prior must be none"):
@@ -84,7 +84,7 @@ def test_scorer_of_picks_the_runs_scorer_and_refuses_what_it_cannot(trained, tes
 
 def test_standardized_compares_each_category_with_its_own_normal_maps(trained, test_set):
     normal = make_synthetic("train", 32, categories=["tile", "disc"], num_per_category=4, seed=0)
-    inner = PixelScorer(trained.model)
+    inner = DetectorScorer(trained.model)
     reference = normal_maps_of(inner, normal)
     assert sorted(reference) == ["disc", "tile"] and reference["tile"].shape == (4, 32, 32)
     fitted = Standardized(inner).fit(normal).score(test_set)

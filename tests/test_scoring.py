@@ -18,11 +18,11 @@ from pvqae_lib.engine.scoring import (
     peak_in_mask,
     peak_on_border,
     prior_score,
-    recon_score,
     score_dataset,
     standardize,
 )
 from pvqae_lib.engine.train import collect_budgets, train_autoencoder
+from pvqae_lib.nn.model import recon_score
 from pvqae_lib.nn.prior import fit_prior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -187,9 +187,9 @@ def test_anomaly_maps_reconstructs_with_the_predicted_budget(trained, monkeypatc
     calls = []
     original = type(model).forward
 
-    def spy(self, images, levels=None):
-        calls.append(None if levels is None else levels.clone())
-        return original(self, images, levels)
+    def spy(self, images, route=None):
+        calls.append(None if route is None else route.clone())
+        return original(self, images, route)
 
     monkeypatch.setattr(prior, "predict", fake_predict)
     monkeypatch.setattr(type(model), "forward", spy)
@@ -199,8 +199,8 @@ def test_anomaly_maps_reconstructs_with_the_predicted_budget(trained, monkeypatc
     assert torch.equal(sc.predicted, wanted) and not torch.equal(sc.predicted, sc.routed)
     assert calls[0] is None and torch.equal(calls[-1], wanted)
     monkeypatch.undo()
-    torch.testing.assert_close(sc.recon, model(x, levels=wanted).recon)
-    torch.testing.assert_close(sc.s_recon, recon_score(model(x, levels=wanted).recon, x))
+    torch.testing.assert_close(sc.recon, model(x, route=wanted).recon)
+    torch.testing.assert_close(sc.s_recon, recon_score(model(x, route=wanted).recon, x))
     # S_prior: every routed level has probability 0.2/3, so it is uniform 1/N
     torch.testing.assert_close(sc.s_prior, torch.full((4, 32, 32), 1 / 16))
 

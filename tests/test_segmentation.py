@@ -16,7 +16,7 @@ from pvqae_lib.engine.segmentation import (
     head_maps,
     train_head,
 )
-from pvqae_lib.nn.model import build_model
+from pvqae_lib.nn.factory import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,8 @@ import torch
 from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_train_set
 
 from pvqae_lib import book, paths
-from pvqae_lib.config import ModelConfig, Profile, TrainConfig, changed_settings, quick_profile
+from pvqae_lib.book import changed_settings
+from pvqae_lib.config import ModelConfig, Profile, TrainConfig, quick_profile
 from pvqae_lib.data import make_synthetic
 from pvqae_lib.engine import pipeline
 from pvqae_lib.engine.train import CHECKPOINT, LR_FLOOR, CheckpointError, load_checkpoint, lr_at, train_autoencoder
@@ -105,9 +106,9 @@ def test_restore_anomalies_trains_on_painted_inputs_against_normal_targets(data,
     from pvqae_lib.engine import train as train_module
     seen, real_step = [], train_module.train_step
 
-    def spy(parts, x, lam, adv_on, target=None):
+    def spy(parts, x, lam, adv_on, target=None, entropy=None):
         seen.append((x.clone(), target.clone()))
-        return real_step(parts, x, lam, adv_on, target=target)
+        return real_step(parts, x, lam, adv_on, target=target, entropy=entropy)
 
     monkeypatch.setattr(train_module, "train_step", spy)
     train_autoencoder(data, MODEL, train_cfg(epochs=1, restore_anomalies=True), progress=False)
@@ -350,7 +351,7 @@ def test_a_step_under_float16_autocast(model, quantizer):
     autoencoder and the discriminator both learn."""
     from pvqae_lib.engine.train import StepParts, train_step
     from pvqae_lib.nn.discriminator import PatchDiscriminator
-    from pvqae_lib.nn.model import build_model
+    from pvqae_lib.nn.factory import build_model
     torch.manual_seed(0)
     lfq = {"codebook_size": 256, "code_dim": 8} if quantizer == "lfq" else {}
     mc = replace(tiny_model_config(), model=model, quantizer=quantizer, **lfq)

@@ -1,5 +1,5 @@
-"""One trainer builder (train.build_trainer) for the training loop, benchmark and the chapters, and the
-feature loop's (features.build_feature_trainer)."""
+"""One trainer builder (train.build_trainer) for the training loop, benchmark, the chapters and the feature
+models (no discriminator)."""
 import pytest
 import torch
 from conftest import tiny_model_config, tiny_train_config, tiny_train_set
@@ -42,16 +42,19 @@ def test_the_training_loop_and_benchmark_build_through_it(monkeypatch):
     assert all(p.opt.param_groups[0]["betas"] == ADAM_BETAS for p in built)   # benchmark had drifted to (0.9, 0.999)
 
 
-def test_build_feature_trainer_standardizes_with_the_training_maps():
+def test_a_feature_trainer_has_no_discriminator_and_standardizes_with_the_training_maps():
     from pvqae_lib.config import ModelConfig
-    from pvqae_lib.engine.features import build_feature_trainer
+    from pvqae_lib.nn.backbones import backbone_channels
     g = torch.Generator().manual_seed(0)
-    channels = (12, 8, 4)
+    channels = backbone_channels("efficientnet-lite0")
     levels = [3 + 2 * torch.randn(6, c, 64 // s, 64 // s, generator=g) for c, s in zip(channels, (32, 16, 8))]
     cfg = ModelConfig(backbone="efficientnet-lite0", image_size=64, code_dim=8, codebook_size=16, feature_hidden=16,
                       router_hidden=8)
-    model, opt = build_feature_trainer(cfg, channels, tiny_train_config(lr=2e-4), levels)
+    parts = build_trainer(cfg, tiny_train_config(lr=2e-4), "cpu", seed=0)
+    model, opt = parts.model, parts.opt
+    assert parts.disc is None and parts.opt_d is None and opt.param_groups[0]["betas"] == (0.9, 0.999)
     assert opt.param_groups[0]["lr"] == 2e-4
     assert {id(p) for p in opt.param_groups[0]["params"]} == {id(p) for p in model.parameters()}
+    model.prepare(levels)
     for f in model.standardized(levels):         # each level against the training maps' mean and spread
         assert abs(float(f.mean())) < 1e-4 and abs(float(f.std()) - 1) < 0.05

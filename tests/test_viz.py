@@ -85,7 +85,7 @@ def test_router_logits_of_a_pixel_pvqae_match_its_forward_pass():
     from pvqae_lib.book import router_logits
     from pvqae_lib.config import ModelConfig
     from pvqae_lib.engine.pipeline import Trained
-    from pvqae_lib.nn.model import build_model
+    from pvqae_lib.nn.factory import build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(model="pvqae", image_size=32, width=8)

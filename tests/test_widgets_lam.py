@@ -11,7 +11,7 @@ from conftest import fit_tiny, tiny_model_config, tiny_prior_config, tiny_profil
 from pvqae_lib.book.widgets import lam as lam_widget  # noqa: E402
 from pvqae_lib.config import TrainConfig  # noqa: E402
 from pvqae_lib.data import make_synthetic  # noqa: E402
-from pvqae_lib.engine.scoring import recon_score  # noqa: E402
+from pvqae_lib.nn.model import recon_score  # noqa: E402
 
 SIZE = 32
 

@@ -64,7 +64,7 @@ HEADLINE_MARKERS = ("<!-- headline -->", "<!-- /headline -->")
 BENCHMARK_MARKERS = ("<!-- benchmark -->", "<!-- /benchmark -->")
 
 
-def fmt(x) -> str:
+def percent(x) -> str:
     """A fraction as a percentage with one decimal; 'n/a' for a missing value."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -187,8 +187,8 @@ def mean_std(values: pd.Series) -> str:
     if values.empty:
         return "n/a"
     if len(values) == 1:
-        return fmt(values.iloc[0])
-    return f"{fmt(values.mean())} ± {100 * values.std(ddof=1):.1f}"
+        return percent(values.iloc[0])
+    return f"{percent(values.mean())} ± {100 * values.std(ddof=1):.1f}"
 
 
 def headline_rows(index: pd.DataFrame, selectors=None) -> list[dict]:
@@ -202,7 +202,7 @@ def headline_rows(index: pd.DataFrame, selectors=None) -> list[dict]:
         out.append({"label": selector.label, "seeds": seeds, "files": list(rows["file"]),
                     "image": mean_std(rows["image_auroc"]), "pixel": mean_std(rows["pixel_auroc"]),
                     "pro": mean_std(rows["pro"]),
-                    "paper": "n/a" if selector.paper is None else " / ".join(fmt(x) for x in selector.paper)})
+                    "paper": "n/a" if selector.paper is None else " / ".join(percent(x) for x in selector.paper)})
     if len(out) > MAX_HEADLINE_ROWS:
         raise ValueError(f"{len(out)} headline rows match, at most {MAX_HEADLINE_ROWS} fit the README: drop a selector")
     return out
@@ -319,7 +319,8 @@ def full_table(rows: pd.DataFrame) -> str:
     for _, r in rows.iterrows():
         lines.append("| " + " | ".join(cell(x) for x in (
             short_name(r["file"], prefix), r["_model"], r["_training"], int(r["train.seed"]),
-            fmt(r["image_auroc"]), fmt(r["pixel_auroc"]), fmt(r["pro"]), short_commit(r["train_git_commit"]))) + " |")
+            percent(r["image_auroc"]), percent(r["pixel_auroc"]), percent(r["pro"]),
+            short_commit(r["train_git_commit"]))) + " |")
     return "\n".join(lines)
 
 

@@ -17,9 +17,10 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from ..config import ModelConfig, Profile, TrainConfig, changed_settings, flat_settings, lfq_implied
+from ..config import ModelConfig, Profile, TrainConfig, get_profile, lfq_implied
 from ..engine.pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
 from ..engine.train import CheckpointError
+from ..nn.detector import batch_of
 from ..paths import MODELS_DIR, RESULTS_DIR, cache_dir, checkout_root
 
 
@@ -74,6 +75,29 @@ def committed_results(pattern: str = "*.json", start: Path | None = None) -> dic
     if root is None:
         return {}
     return {path.name: json.loads(path.read_text()) for path in sorted((root / RESULTS_DIR).glob(pattern))}
+
+
+def changed_settings(config: dict, base: Profile | None = None) -> dict:
+    """What a run's recorded configuration (``Profile.to_dict()``) changed from its named profile.
+
+    Returns {"section.field": value} for every differing field, e.g. {"train.epochs": 120,
+    "model.tau": 0.5}: the settings a sweep varied, in the words of the config dataclasses.
+    """
+    base = (base or get_profile(config["name"])).to_dict()
+    old, new = (flat_settings(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
+    return {k: v for k, v in new.items() if k in old and k != "name" and old[k] != v}
+
+
+def flat_settings(config: dict) -> dict:
+    """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
+    flat = {}
+    for section, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            flat[section] = value
+    return flat
+
 
 
 def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:
@@ -268,16 +292,11 @@ def router_logits(trained, images, batch_size: int = 64, device=None):
     feature-pyramid model (whose backbone maps are computed first, or read from the feature cache)."""
     import torch
     model = trained.model.eval()
-    device = device or next(model.parameters()).device
-    starts = range(0, len(images), batch_size)
-    if trained.model_config.backbone != "pixel":
-        from ..nn.backbones import extract_features, load_backbone
-        levels = extract_features(load_backbone(trained.model_config.backbone, device=device), images)
-        batches = ([f[i:i + batch_size].float().to(device) for f in levels] for i in starts)
-    else:
-        batches = (images[i:i + batch_size].to(device) for i in starts)
+    device = device or model.device
+    inputs = model.inputs(images)
     with torch.no_grad():
-        return torch.cat([model(batch).logits.float().cpu() for batch in batches])
+        return torch.cat([model(batch_of(inputs, slice(i, i + batch_size), device)).logits.float().cpu()
+                          for i in range(0, len(images), batch_size)])
 
 
 def synthetic_runs(index, profile: Profile, vary: tuple = ()):

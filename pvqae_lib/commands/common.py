@@ -3,6 +3,7 @@ lock of a run folder a JSON is written into, a number as a table prints it."""
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import torch
@@ -45,7 +46,7 @@ def check_buildable(model_cfg, what: str | None = None) -> None:
     """Build the pixel model once and run one image through it: a size or width the architecture
     does not accept fails here, before anything is written (feature backbones check their sizes in
     ModelConfig). ``what``: the flags to blame (default ``--image-size N``)."""
-    from ..nn.model import build_model
+    from ..nn.factory import build_model
     if getattr(model_cfg, "backbone", "pixel") != "pixel":
         try:
             build_model(model_cfg)            # a feature model: its sizes were checked by ModelConfig
@@ -102,15 +103,22 @@ def check_run_config(run: dict, path: Path) -> None:
         bad("data.train_list", "must be a list of file names")
 
 
+def differing_settings(saved: dict, recorded: dict, keys=None) -> list[str]:
+    """The settings of ``keys`` (default: all ``recorded`` holds) that ``recorded`` gives and ``saved``
+    does not hold alike, compared as JSON (tuples and lists alike): what tells a model.pt or a
+    checkpoint of another run from the run's own (``evaluate`` / ``predict``, ``train --resume``)."""
+    return [k for k in (keys or recorded) if k in recorded
+            and json.dumps(saved.get(k), default=str) != json.dumps(recorded[k], default=str)]
+
+
 def check_model_matches(trained, run: dict, run_dir: Path) -> None:
     """The finished model must be the one config.json describes (model, backbone, sizes): a model.pt
     copied from another run is refused, naming both."""
     from dataclasses import asdict
     saved = asdict(trained.model_config)
     recorded = run["profile"]["model"]
-    keys = ("model", "backbone", "quantizer", "image_size", "width", "code_dim", "codebook_size", "num_levels",
-            "feature_model")
-    diff = [k for k in keys if k in recorded and recorded[k] != saved.get(k)]
+    diff = differing_settings(saved, recorded, ("model", "backbone", "quantizer", "image_size", "width", "code_dim",
+                                                "codebook_size", "num_levels", "feature_model"))
     if diff:
         both = ", ".join(f"{k} {saved.get(k)!r} in model.pt vs {recorded[k]!r} in config.json" for k in diff)
         raise RunError(f"run {run_dir}: model.pt is not the model its config.json describes ({both}); "
@@ -136,5 +144,6 @@ def run_lock_if_run(folder: Path, args):
     return RunLock(folder, args.command_line) if is_run_dir(folder) else contextlib.nullcontext()
 
 
-def fmt(x) -> str:
+def fraction(x) -> str:
+    """A metric as the commands print it: a fraction with four decimals, 'n/a' when missing."""
     return "n/a" if x is None else f"{x:.4f}"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..config import get_profile, with_backbone
 from ..flags import UsageError
-from ..runs.folder import CONFIG, MODEL_FILE, RunError, command_line, load_split
-from ..storage import read_json
-from .common import fmt
+from ..runs.folder import CONFIG, MODEL_FILE, command_line, load_split
+from ..storage import StorageError, read_json
+from .common import fraction
 from .parser import command_of, parse
 
 DEMO_LABELS = {"pvqae": "PVQAE", "vqvae": "VQ-VAE", "patchcore": "PatchCore"}
@@ -43,7 +43,7 @@ def same_train_command(run: Path, argv: list[str]) -> bool:
         return False
     try:
         saved = read_json(run / CONFIG, "run configuration")["command"].split()
-    except (RunError, KeyError, TypeError, AttributeError):
+    except (StorageError, KeyError, TypeError, AttributeError):
         return False
     drop = {"--force", "--quiet"}
     return [w for w in saved if w not in drop] == [w for w in command_line(argv).split() if w not in drop]
@@ -105,7 +105,8 @@ def print_table(args, rows: list) -> None:
     for label, r, train_s, eval_s in rows:
         trained = ("" if train_s is None and label.endswith("standardized")
                    else f"{train_s:.0f}" if train_s is not None else f"{r['train_seconds']:.0f}*")
-        print(f"{label:24s} {fmt(r['image_auroc']):>12s} {fmt(r['pixel_auroc']):>12s} {fmt(r['pro']):>8s} "
+        print(f"{label:24s} {fraction(r['image_auroc']):>12s} {fraction(r['pixel_auroc']):>12s} "
+              f"{fraction(r['pro']):>8s} "
               f"{trained:>8s} {eval_s:11.0f}")
     if any(t is None and not label.endswith("standardized") for label, _, t, _ in rows):
         print("* reused: the run existed with the same train command (--force retrains); its recorded training seconds")

@@ -10,7 +10,7 @@ from ..engine.pipeline import default_prior
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
 from ..runs.folder import check_run, check_writable_file, git_commit, load_split, machine
 from ..storage import write_json
-from .common import device_of, fmt, open_checked_run, run_lock_if_run
+from .common import device_of, fraction, open_checked_run, run_lock_if_run
 
 
 def scoring_of(args, trained, run, run_dir: Path):
@@ -70,6 +70,7 @@ def command(args) -> int:
         check_writable_file(out_json, args.force)
         write_json(result, out_json)
     print(f"{result['model']} ({describe_scoring(prior, cfg)}) on {result['dataset']}: image AUROC "
-          f"{fmt(result['image_auroc'])}, pixel AUROC {fmt(result['pixel_auroc'])}, PRO {fmt(result['pro'])} "
+          f"{fraction(result['image_auroc'])}, pixel AUROC {fraction(result['pixel_auroc'])}, "
+          f"PRO {fraction(result['pro'])} "
           f"-> {out_json}")
     return 0

@@ -11,7 +11,7 @@ from ..config import get_profile
 from ..flags import UsageError
 from ..runs.folder import check_writable_file, git_commit, machine
 from ..storage import write_json
-from .common import device_of, fmt
+from .common import device_of, fraction
 
 
 def check_args(args) -> None:
@@ -43,8 +43,9 @@ def command(args) -> int:
                             device=device, progress=False)
         if not args.quiet:
             for r in rows[-len(args.seeds) * (2 if args.head else 1):]:
-                print(f"k={r['k']} seed={r['seed']} {r['method']:10s} image AUROC {fmt(r['image_auroc'])}, "
-                      f"pixel AUROC {fmt(r['pixel_auroc'])}, PRO {fmt(r['pro'])} ({r['seconds']:.0f} s)", flush=True)
+                print(f"k={r['k']} seed={r['seed']} {r['method']:10s} image AUROC {fraction(r['image_auroc'])}, "
+                      f"pixel AUROC {fraction(r['pixel_auroc'])}, PRO {fraction(r['pro'])} "
+                      f"({r['seconds']:.0f} s)", flush=True)
     table = fewshot_table(rows)
     result = {"dataset": args.dataset, "root": root, "shots": list(args.shots), "seeds": list(args.seeds),
               "table": table, "rows": rows, "device": str(device), "profile": profile.name,

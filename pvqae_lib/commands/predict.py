@@ -13,7 +13,6 @@ from pathlib import Path
 
 from ..flags import UsageError
 from ..runs.folder import (
-    RunError,
     RunLock,
     check_outside_dataset,
     check_run,
@@ -26,6 +25,7 @@ from ..runs.folder import (
     write_json,
     write_text,
 )
+from ..storage import StorageError
 from .common import device_of, open_checked_run
 from .evaluate import describe_scoring, scoring_of
 
@@ -41,7 +41,7 @@ def previous_maps(out: Path) -> set[str]:
         listed = read_json(out / PREDICTIONS_JSON).get("maps")
         if isinstance(listed, list):
             names = listed
-    except RunError:
+    except StorageError:
         pass
     if not names and (out / PREDICTIONS).is_file():
         try:

@@ -31,7 +31,7 @@ from ..runs.folder import (
     remove_stale_temporaries,
     write_json,
 )
-from .common import check_buildable, device_of
+from .common import check_buildable, device_of, differing_settings
 from .parser import DEFAULT_DATASET
 
 # with --model patchcore nothing is trained: these model settings (and every train and prior one) do nothing
@@ -176,16 +176,11 @@ def check_checkpoint_is_the_runs(ckpt: dict, profile: Profile, out: Path) -> Non
     for section in saved:
         if not isinstance(saved[section], dict):
             raise RunError(f"cannot resume: {out / CHECKPOINT} records no {section} settings")
-        diff += [f"{section}.{k} {saved[section][k]!r} vs {v!r}" for k, v in recorded[section].items()
-                 if k in saved[section] and not json_equal(saved[section][k], v)]
+        diff += [f"{section}.{k} {saved[section][k]!r} vs {recorded[section][k]!r}"
+                 for k in differing_settings(saved[section], recorded[section]) if k in saved[section]]
     if diff:
         raise RunError(f"cannot resume: {out / CHECKPOINT} was trained with other settings than {out / CONFIG} "
                        f"({'; '.join(diff[:4])}): it belongs to another run; train again with --force")
-
-
-def json_equal(a, b) -> bool:
-    """Equal once both are written as JSON (tuples and lists alike)."""
-    return json.dumps(a, default=str) == json.dumps(b, default=str)
 
 
 def new_run(args, out: Path) -> tuple[dict, Profile]:
@@ -239,7 +234,7 @@ def training_images(run: dict, profile: Profile):
 def check_same_images(run: dict, train_set, out: Path, resume: bool) -> None:
     """A new run records its training images' fingerprint in config.json; ``--resume`` refuses to go
     on when the images it would now train on are not those (a dataset changed on disk)."""
-    from ..engine.train import data_fingerprint
+    from ..engine.batches import data_fingerprint
     now = data_fingerprint(train_set.images)
     if not resume:
         run["data"]["fingerprint"] = now

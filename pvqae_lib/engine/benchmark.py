@@ -44,6 +44,7 @@ from dataclasses import replace
 import torch
 
 from ..config import get_profile, with_backbone
+from ..nn.detector import batch_of, num_inputs
 from ..nn.prior import BudgetPrior
 from .scoring import anomaly_maps
 from .train import build_trainer, train_step
@@ -110,11 +111,10 @@ def _measure(model_name: str, size: int, batch_size: int, steps: int, device: st
 def _measure_features(backbone_name: str, model_name: str, size: int, batch_size: int, steps: int, device: str,
                       profile: str, fit_images: int) -> dict:
     """One feature-backbone row: extraction images/s, then PVQAE's training step on cached features
-    (the real loop, :func:`pvqae_lib.engine.features.train_feature_autoencoder`, one step per epoch) or
-    PatchCore's fit per training image, then scoring ms per image (end to end, and the model alone)."""
+    (the training loop's own step, :func:`pvqae_lib.engine.train.train_step`) or PatchCore's fit per
+    training image, then scoring ms per image (end to end, and the model alone)."""
     from ..nn.backbones import extract_features, load_backbone
     from ..nn.patchcore import PatchCore, PatchCoreConfig
-    from .features import score_features, train_feature_autoencoder
     torch.manual_seed(0)
     dev = torch.device(device)
     p = with_backbone(get_profile(profile), backbone_name)
@@ -136,11 +136,15 @@ def _measure_features(backbone_name: str, model_name: str, size: int, batch_size
     levels = extract(x)
     prior = None
     if model_name == "pvqae":
-        tcfg = replace(p.train, epochs=WARMUP_STEPS + steps, batch_size=batch_size)
-        entropy = torch.rand(batch_size, size // 32, size // 32)      # the budget's H: its values don't change the cost
-        model, history = train_feature_autoencoder(levels, entropy, mcfg, backbone.channels, tcfg, device=dev,
-                                                   progress=False)     # one step per epoch: N = batch_size
-        step_s = statistics.median(history["epoch_seconds"][WARMUP_STEPS:])
+        tcfg = replace(p.train, batch_size=batch_size)
+        entropy = torch.rand(batch_size, size // 32, size // 32).to(dev)  # H: its values do not change the cost
+        parts = build_trainer(mcfg, tcfg, dev)                        # the training loop's own set-up
+        model, inputs = parts.model, batch_of(levels, slice(None), dev)
+        model.prepare(levels)
+        model.train()
+        for _ in range(WARMUP_STEPS):
+            train_step(parts, inputs, 1.0, False, entropy=entropy)
+        step_s = _median_seconds(lambda: train_step(parts, inputs, 1.0, False, entropy=entropy), steps, sync)
         row.update(step_seconds=round(step_s, 4), train_images_per_second=round(batch_size / step_s, 2))
         grid = size // 32
         prior = BudgetPrior(mcfg.num_levels, grid * grid, 1, p.prior).to(dev).eval()
@@ -156,7 +160,8 @@ def _measure_features(backbone_name: str, model_name: str, size: int, batch_size
     model.eval()
 
     def score_model(lv):
-        return score_features(model, lv, size, prior, batch_size=batch_size)
+        return [anomaly_maps(model, batch_of(lv, slice(i, i + batch_size), dev), prior, size=(size, size))
+                for i in range(0, num_inputs(lv), batch_size)]
 
     score_model(levels)                                                # warm-up
     repeats = max(1, steps // 3) if model_name == "pvqae" else steps   # PVQAE scoring runs the prior

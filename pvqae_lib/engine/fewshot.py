@@ -20,12 +20,9 @@ import torch
 
 from ..config import HeadConfig, Profile, get_device, get_profile
 from ..data import DataError, ImageSet, load_dataset
-from ..nn.prior import fit_prior
-from .pipeline import Trained, evaluate
+from .pipeline import Trained, evaluate, fit
+from .scorers import METRICS
 from .segmentation import evaluate_head, train_head
-from .train import collect_budgets, train_autoencoder
-
-METRICS = ("image_auroc", "pixel_auroc", "pro")
 
 # LFQUIAD's Table 1, their own method ("Ours"): {dataset: {k: (I, P, O)}}, in percent
 PAPER_TABLE1 = {
@@ -77,18 +74,14 @@ def expand_shots(shots: ImageSet, num_images: int, seed: int = 0) -> ImageSet:
 
 def train_fewshot(shots: ImageSet, profile: Profile, cfg: FewShotConfig, seed: int = 0,
                   device=None, progress: bool = False) -> tuple[Trained, ImageSet]:
-    """The autoencoder (and a universal prior unless ``cfg.prior == 'none'``) on the expanded shots."""
+    """The detector (and a universal prior unless ``cfg.prior == 'none'``) on the expanded shots:
+    :func:`pvqae_lib.engine.pipeline.fit`, the same as a full run, with the shots' seed, epochs and
+    prior steps."""
     train_set = expand_shots(shots, max(cfg.num_images, len(shots)), seed)
-    train_cfg = replace(profile.train, seed=seed, epochs=cfg.epochs or profile.train.epochs)
-    t0 = time.time()
-    model, history = train_autoencoder(train_set, profile.model, train_cfg, device=device, progress=progress)
-    trained = Trained(model, profile.model, list(shots.category_names), history=history)
-    if cfg.prior != "none" and profile.model.model == "pvqae":
-        levels = collect_budgets(model, train_set.images)
-        prior, losses = fit_prior(levels, torch.zeros(len(levels), dtype=torch.long), profile.model.num_levels, 1,
-                                  replace(profile.prior, steps=cfg.prior_steps), seed=seed, device=device)
-        trained.priors["universal"], trained.prior_losses["universal"] = prior, losses
-    trained.seconds = time.time() - t0
+    profile = replace(profile, train=replace(profile.train, seed=seed, epochs=cfg.epochs or profile.train.epochs),
+                      prior=replace(profile.prior, steps=cfg.prior_steps))
+    trained = fit(train_set, profile, device=device, progress=progress,
+                  prior_kinds=() if cfg.prior == "none" else ("universal",))
     return trained, train_set
 
 

@@ -19,13 +19,12 @@ from ..config import (
     ScoreConfig,
     from_dict,
 )
-from ..nn.model import build_model
-from ..nn.prior import BudgetPrior, fit_prior
-from .features import collect_feature_budgets, fit_feature_model
+from ..nn.factory import build_model, detector_class
+from ..nn.prior import BudgetPrior, class_tokens, fit_prior
+from ..storage import save_atomic
+from .memory import fit_memory
 from .scorers import (
-    FeatureScorer,
-    HeadScorer,
-    PixelScorer,
+    DetectorScorer,
     Scorer,
     Standardized,
     normal_maps_of,
@@ -33,8 +32,8 @@ from .scorers import (
     per_kind,
     routed_shares,
 )
-from .segmentation import SegmentationHead, train_head
-from .train import CheckpointError, collect_budgets, load_checkpoint, save_atomic, train_autoencoder
+from .segmentation import HeadScorer, SegmentationHead, train_head
+from .train import CheckpointError, collect_budgets, load_checkpoint, train_autoencoder
 
 PRIOR_KINDS = ("universal", "per-class")
 
@@ -59,7 +58,7 @@ class Trained:
 
     def prior_classes(self, kind: str, categories: torch.Tensor) -> torch.Tensor:
         """Class-token ids: 0 for every image with a universal prior, the category per-class."""
-        return torch.zeros_like(categories) if kind == "universal" else categories
+        return class_tokens(categories, kind == "per-class")
 
 
 def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=None, progress: bool = True,
@@ -73,19 +72,17 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
     training into ``trained.history['eval']``, a learning curve for monitoring only
     (:func:`pvqae_lib.engine.train.held_out_point`)."""
     unknown = set(prior_kinds) - set(PRIOR_KINDS)
-    if unknown or not prior_kinds:
-        raise ValueError(f"prior_kinds must be a non-empty subset of {PRIOR_KINDS}, got {prior_kinds!r}")
+    if unknown:
+        raise ValueError(f"prior_kinds must be a subset of {PRIOR_KINDS} (empty: no prior), got {prior_kinds!r}")
     t0 = time.time()
-    if profile.model.backbone == "pixel":
+    if detector_class(profile.model).fitted_by == "gradient":
         model, history = train_autoencoder(train_set, profile.model, profile.train, out_dir, resume, device,
                                            progress, epoch_callback, eval_set)
-    else:                                         # a frozen pyramid: chapter 8, pvqae_lib.engine.features
-        model, history, features = fit_feature_model(train_set.images, profile, out_dir, resume, device,
-                                                     progress, epoch_callback, eval_set)
+    else:                                         # PatchCore, the code bank: pvqae_lib.engine.memory
+        model, history = fit_memory(train_set.images, profile, device, progress)
     trained = Trained(model, profile.model, list(train_set.category_names), history=history)
-    if profile.model.model == "pvqae":
-        levels = (collect_budgets(model, train_set.images) if profile.model.backbone == "pixel"
-                  else collect_feature_budgets(model, features))
+    if model.routes and prior_kinds:             # PVQAE: the Budget Prior Transformers
+        levels = collect_budgets(model, model.inputs(train_set.images))
         for kind in prior_kinds:
             if kind == "per-class" and len(train_set.category_names) == 1 and "universal" in trained.priors:
                 trained.priors[kind] = trained.priors["universal"]
@@ -97,7 +94,7 @@ def fit(train_set, profile: Profile, out_dir=None, resume: bool = False, device=
                                       seed=profile.train.seed, device=device, progress=progress)
             trained.priors[kind], trained.prior_losses[kind] = prior, losses
     if profile.head.enabled:
-        if profile.model.backbone != "pixel":
+        if not model.adversarial:                 # the pixel models: the head sees an image and its reconstruction
             raise ValueError("the segmentation head (--head) sits on the pixel model only, not on a feature backbone")
         trained.head, head_history = train_head(model, train_set, profile.head, profile.train.seed, progress=progress)
         trained.history["head"] = head_history
@@ -181,8 +178,8 @@ def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | Non
     - ``cfg.scorer='head'``: the run's segmentation head (LFQUIAD Sec. 3.5, :class:`HeadScorer`,
       its map smoothed by ``cfg.head_sigma``); the head sees the model's own reconstruction, so
       ``prior`` must be 'none';
-    - a pixel model: :class:`PixelScorer`, S = S_prior x S_recon with the ``prior`` kind's prior;
-    - a feature model or PatchCore: :class:`FeatureScorer`.
+    - any other: :class:`DetectorScorer`, S = S_prior x S_recon with the ``prior`` kind's prior (a
+      routed detector's), or S_recon alone.
 
     ``cfg.standardize`` is not applied here (wrap it in :class:`Standardized`, as :func:`score` does).
     """
@@ -196,16 +193,14 @@ def scorer_of(trained: Trained, prior: str = "universal", cfg: ScoreConfig | Non
         if prior != "none":
             raise ValueError("the segmentation head scores the model's own reconstruction: prior must be none, "
                              f"got {prior!r}")
-        if trained.model_config.backbone != "pixel":
+        if not trained.model.adversarial:
             raise ValueError("the segmentation head scores pixel models only; this run has the "
                              f"{trained.model_config.backbone} backbone")
         if trained.head is None:
             raise ValueError("this run has no segmentation head: train it with --head")
         return HeadScorer(trained.head, trained.model, routing=True, device=device, sigma=cfg.head_sigma,
                           image_score="max")
-    if trained.model_config.backbone == "pixel":
-        return PixelScorer(trained.model, p, prior == "per-class", cfg, device)
-    return FeatureScorer(trained.model, trained.model_config, p, prior == "per-class", cfg, device)
+    return DetectorScorer(trained.model, p, prior == "per-class", cfg, device)
 
 
 def score(trained: Trained, test_set, prior: str = "universal", cfg: ScoreConfig | None = None, device=None,

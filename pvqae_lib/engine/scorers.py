@@ -7,14 +7,13 @@ at least ``"s"`` (N, H, W) the anomaly maps and ``"image"`` (N,) the image score
 on the CPU. Autoencoders also give ``"s_prior"``, ``"s_recon"``, ``"routed"`` and ``"predicted"``
 (:func:`pvqae_lib.engine.scoring.score_dataset`).
 
-=====================  =====================================================================
-:class:`PixelScorer`   PVQAE's S = S_prior × S_recon on the pixel model, or S_recon without a
-                       prior (also the VQ-VAE) (paper Sec. III-C.2)
-:class:`FeatureScorer` the same S on a frozen feature pyramid, and PatchCore's nearest-neighbour
-                       distances (chapter 8)
-:class:`HeadScorer`    LFQUIAD's segmentation head (Sec. 3.5): its smoothed probabilities
-:class:`Standardized`  any scorer's maps, each position against the maps of normal images
-=====================  =====================================================================
+========================  =====================================================================
+:class:`DetectorScorer`   PVQAE's S = S_prior × S_recon, or S_recon without a prior, of any detector:
+                          pixel or feature PVQAE, the VQ-VAE, the AE, the code bank, PatchCore
+                          (paper Sec. III-C.2)
+``HeadScorer``            LFQUIAD's segmentation head (Sec. 3.5), in :mod:`pvqae_lib.engine.segmentation`
+:class:`Standardized`     any scorer's maps, each position against the maps of normal images
+========================  =====================================================================
 
 ``pipeline.scorer_of(trained, prior, cfg)`` picks one for a trained run; ``pipeline.evaluate``,
 ``pipeline.score_files`` (predict), ``fewshot`` and ``segmentation.evaluate_head`` all score
@@ -23,9 +22,9 @@ through these classes and aggregate with :func:`per_category`.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..config import ScoreConfig
+from ..nn.prior import class_tokens
 from . import metrics
 from .scoring import score_dataset, standardize
 
@@ -45,18 +44,12 @@ class Scorer:
         return sc["s"], sc["image"]
 
 
-def class_tokens(prior, per_class: bool, categories: torch.Tensor) -> torch.Tensor | None:
-    """The prior's class token of each image: its category for a per-class prior, else 0
-    (None without a prior)."""
-    if prior is None:
-        return None
-    return categories if per_class else torch.zeros_like(categories)
-
-
-class PixelScorer(Scorer):
-    """PVQAE's S on the pixel model (:func:`pvqae_lib.engine.scoring.anomaly_maps`): with ``prior``,
-    S = S_prior × S_recon of the image rebuilt with the predicted normal budget; without one (the
-    ablation is ``prior=None``, a run's ``prior="none"``), S = S_recon of the model's own reconstruction."""
+class DetectorScorer(Scorer):
+    """S of any detector (:func:`pvqae_lib.engine.scoring.score_dataset`): with ``prior`` (a routed
+    detector's Budget Prior Transformer), S = S_prior × S_recon of the output made again with the
+    predicted normal budget (paper Sec. III-C.2); without one (the VQ-VAE, PatchCore, the ablation,
+    a run's ``prior="none"``), S = S_recon of its own output. The same class scores the pixel
+    models and those on a frozen pyramid: the detector's backbone makes its inputs."""
 
     def __init__(self, model, prior=None, per_class: bool = False, cfg: ScoreConfig | None = None,
                  device=None, batch_size: int = 32):
@@ -64,51 +57,8 @@ class PixelScorer(Scorer):
         self.cfg, self.device, self.batch_size = cfg or ScoreConfig(), device, batch_size
 
     def score(self, data) -> dict:
-        classes = class_tokens(self.prior, self.per_class, data.categories)
+        classes = None if self.prior is None else class_tokens(data.categories, self.per_class)
         return score_dataset(self.model, data, self.prior, classes, self.cfg, self.batch_size, self.device)
-
-
-class FeatureScorer(Scorer):
-    """S on a frozen feature pyramid (:func:`pvqae_lib.engine.features.feature_maps`), or PatchCore's
-    distance maps when ``model`` is a :class:`~pvqae_lib.nn.patchcore.PatchCore`. The pyramid's maps
-    of each image come from the per-image feature cache; :meth:`score_levels` takes them ready."""
-
-    def __init__(self, model, model_config, prior=None, per_class: bool = False, cfg: ScoreConfig | None = None,
-                 device=None):
-        self.model, self.model_config, self.prior, self.per_class = model, model_config, prior, per_class
-        self.cfg, self.device = cfg or ScoreConfig(), device
-
-    def score(self, data) -> dict:
-        from .features import score_images
-        classes = class_tokens(self.prior, self.per_class, data.categories)
-        return score_images(self.model, self.model_config, data.images, self.prior, classes, self.cfg, self.device)
-
-    def score_levels(self, levels: list, categories: torch.Tensor, image_size: int) -> dict:
-        """As :meth:`score`, for pyramid maps already extracted (coarsest first)."""
-        from .features import score_features
-        classes = class_tokens(self.prior, self.per_class, categories)
-        return score_features(self.model, levels, image_size, self.prior, classes, self.cfg)
-
-
-class HeadScorer(Scorer):
-    """LFQUIAD's score (Sec. 3.5): the segmentation head's probabilities for an image beside the
-    frozen autoencoder's reconstruction (:func:`pvqae_lib.engine.segmentation.head_maps`; ``sigma``,
-    ``image_score`` and ``top_k`` go there; ``prior`` makes it the prior-guided reconstruction,
-    with each image's category as class token when the prior is per-class). With ``routing``, the
-    autoencoder's own S_recon arrays (``routed``, ``predicted``, ...) come too, for the router's
-    resolution shares."""
-
-    def __init__(self, head, model, prior=None, routing: bool = False, device=None, batch_size: int = 32,
-                 **kwargs):
-        self.head, self.model, self.prior = head, model, prior
-        self.routing, self.device, self.batch_size, self.kwargs = routing, device, batch_size, kwargs
-
-    def score(self, data) -> dict:
-        from .segmentation import head_scores_of
-        sc = PixelScorer(self.model, device=self.device).score(data) if self.routing else {}
-        sc["s"], sc["image"] = head_scores_of(self.head, self.model, data, self.prior, batch_size=self.batch_size,
-                                              device=self.device, **self.kwargs)
-        return sc
 
 
 class Standardized(Scorer):
@@ -210,6 +160,6 @@ def evaluate_scorer(scorer: Scorer, data, num_levels: int | None = None) -> dict
     return per_category(scorer.score(data), data, num_levels)
 
 
-__all__ = ["Scorer", "PixelScorer", "FeatureScorer", "HeadScorer", "Standardized", "normal_maps_of",
-           "class_tokens", "per_category", "per_kind", "routed_shares", "resolution_shares", "mean_of",
+__all__ = ["Scorer", "DetectorScorer", "Standardized", "normal_maps_of",
+           "per_category", "per_kind", "routed_shares", "resolution_shares", "mean_of",
            "evaluate_scorer", "METRICS"]

@@ -1,4 +1,4 @@
-"""Anomaly maps: S = S_prior × S_recon (Sec. III-C.2, Chapter 7)."""
+"""Anomaly maps: S = S_prior × S_recon (Sec. III-C.2, Chapter 7), one path for every detector."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ScoreConfig
+from ..nn.detector import batch_of
 
 
 class Scores(NamedTuple):
@@ -16,7 +17,7 @@ class Scores(NamedTuple):
     image: torch.Tensor        # (B,) image score: the maximum of the map
     routed: torch.Tensor       # (B, h, w) the budget the router chose, B
     predicted: torch.Tensor    # (B, h, w) the predicted normal budget B̂_norm (= routed without a prior)
-    recon: torch.Tensor        # (B, 3, H, W) the reconstruction S_recon was measured on
+    recon: torch.Tensor | None  # (B, 3, H, W) the reconstruction S_recon was measured on (None: a memory)
 
 
 def prior_score(routed: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -28,11 +29,6 @@ def prior_score(routed: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     B, h, w = routed.shape
     ce = -torch.log(probs.gather(-1, routed.reshape(B, -1, 1)).squeeze(-1).clamp(min=1e-8))   # (B, N)
     return (ce / ce.sum(1, keepdim=True).clamp(min=1e-12)).view(B, h, w)
-
-
-def recon_score(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """S_recon = ||x̂ - x||² per pixel, summed over colour channels: (B, 3, H, W) -> (B, H, W)."""
-    return (recon.float() - images.float()).pow(2).sum(1)
 
 
 def mean_colour_error(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -115,48 +111,72 @@ def combine(s_prior: torch.Tensor, s_recon: torch.Tensor, power: float = 1.0) ->
     return (s_prior if power == 1 else s_prior.pow(power)) * s_recon
 
 
-@torch.no_grad()
-def anomaly_maps(model, images: torch.Tensor, prior=None, classes: torch.Tensor | None = None,
-                 cfg: ScoreConfig | None = None) -> Scores:
-    """Score a batch of images (B, 3, H, W) in [0, 1] with an autoencoder in eval mode.
+def blur_sigma(sigma_at_64: float, size: int) -> float:
+    """A smoothing given in pixels of a 64 px image (ScoreConfig.smooth_sigma and head_sigma), in
+    pixels of a ``size`` px image: the blur covers the same share of every image."""
+    return sigma_at_64 * size / 64
 
-    With a prior: the router gives B, the prior predicts B̂_norm, the image is reconstructed with
-    B̂_norm (so unexpected detail cannot be bought back), and S = S_prior × S_recon, where S_prior is
-    up-sampled bilinearly from the coarse grid. Without one (the VQ-VAE, or the ablation),
-    S = S_recon of the model's own reconstruction.
+
+def smoothed(maps: torch.Tensor, sigma_at_64: float) -> torch.Tensor:
+    """The maps (B, H, W) blurred by ``sigma_at_64`` pixels at 64 px (:func:`blur_sigma`)."""
+    return gaussian_blur(maps, blur_sigma(sigma_at_64, maps.shape[-2]))
+
+
+def to_image(maps: torch.Tensor, size) -> torch.Tensor:
+    """Maps (B, 1, h, w) brought to the image's ``size`` bilinearly, (B, H, W)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps[:, 0]
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+@torch.no_grad()
+def anomaly_maps(model, inputs, prior=None, classes: torch.Tensor | None = None, cfg: ScoreConfig | None = None,
+                 size=None) -> Scores:
+    """Score a batch with any detector in eval mode (the contract of :mod:`pvqae_lib.nn.detector`):
+    ``inputs`` are what it takes (images (B, 3, H, W) in [0, 1], or their pyramid's maps), ``size``
+    the images' (H, W) (default: the inputs' own, for images).
+
+    With a prior (a routed detector): the router gives B, the prior predicts B̂_norm, the output is
+    made again with B̂_norm (so unexpected detail cannot be bought back), and
+    S = S_prior × S_recon, where S_prior is up-sampled bilinearly from the coarse grid. Without one
+    (the VQ-VAE, PatchCore, the ablation), S = S_recon of the detector's own output. S_recon is the
+    detector's evidence (a reconstruction error, a distance to the nearest normal code or patch)
+    brought to the image; S is smoothed (``cfg.smooth_sigma`` at 64 px) and its maximum is the image
+    score.
     """
     cfg = cfg or ScoreConfig()
     model.eval()
-    B, _, H, W = images.shape
-    out = model(images)
+    size = tuple(size or inputs.shape[-2:])
+    out = model(inputs)
     routed = out.scores.argmax(1)
-    if prior is not None:
-        classes = torch.zeros(B, dtype=torch.long, device=images.device) if classes is None else classes
+    B = routed.shape[0]
+    if prior is not None and model.routes:
         probs = prior.predict(routed.flatten(1), classes)
         predicted = probs.argmax(-1).view_as(routed)
-        recon = model(images, levels=predicted).recon
-        s_prior = F.interpolate(prior_score(routed, probs)[:, None], size=(H, W), mode="bilinear",
-                                align_corners=False)[:, 0]
+        rerouted = model.reroute(inputs, out, predicted)
+        s_prior = to_image(prior_score(routed, probs)[:, None], size)
     else:
-        predicted, recon = routed, out.recon
-        s_prior = torch.ones(B, H, W, device=images.device)
-    s_recon = recon_score(recon, images)
-    s = gaussian_blur(combine(s_prior, s_recon, cfg.prior_power), cfg.smooth_sigma * H / 64)
-    return Scores(s, s_prior, s_recon, s.flatten(1).amax(1), routed, predicted, recon)
+        predicted, rerouted = routed, out
+        s_prior = torch.ones(B, *size, device=routed.device)
+    s_recon = to_image(model.evidence(inputs, rerouted, cfg), size)
+    s = smoothed(combine(s_prior, s_recon, cfg.prior_power), cfg.smooth_sigma)
+    return Scores(s, s_prior, s_recon, s.flatten(1).amax(1), routed, predicted, getattr(rerouted, "recon", None))
 
 
 def score_dataset(model, data, prior=None, class_ids=None, cfg: ScoreConfig | None = None,
                   batch_size: int = 32, device=None) -> dict:
-    """Score an ImageSet in batches; returns numpy arrays (maps, image scores, budgets) on the CPU.
-
-    ``class_ids`` maps each image to its prior class token (all zeros for a universal prior).
-    """
-    device = device or next(model.parameters()).device
+    """Score an ImageSet in batches with any detector; returns numpy arrays (maps, image scores,
+    budgets) on the CPU. The detector's backbone turns the images into its inputs first (a
+    pyramid's maps come from the feature cache). ``class_ids`` maps each image to its prior class
+    token (all zeros for a universal prior)."""
+    device = device or model.device
+    inputs = model.inputs(data.images)
+    size = data.images.shape[-2:]
     parts = {k: [] for k in ("s", "s_prior", "s_recon", "image", "routed", "predicted")}
     for start in range(0, len(data), batch_size):
-        x = data.images[start:start + batch_size].to(device)
-        cls = None if class_ids is None else class_ids[start:start + batch_size].to(device)
-        sc = anomaly_maps(model, x, prior, cls, cfg)
+        index = slice(start, start + batch_size)
+        cls = None if class_ids is None else class_ids[index].to(device)
+        sc = anomaly_maps(model, batch_of(inputs, index, device), prior, cls, cfg, size)
         for k in parts:
             parts[k].append(getattr(sc, k).cpu())
     return {k: torch.cat(v).numpy() for k, v in parts.items()}

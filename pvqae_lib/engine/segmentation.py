@@ -18,8 +18,10 @@ import torch.nn.functional as F
 
 from ..config import HeadConfig
 from ..data.anomaly import AnomalyConfig, AnomalySynthesizer
+from ..nn.prior import class_tokens
 from ..progress import progress_bar
-from .scoring import anomaly_maps, gaussian_blur
+from .scorers import DetectorScorer, Scorer, evaluate_scorer
+from .scoring import anomaly_maps, smoothed
 
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
@@ -144,12 +146,11 @@ def train_head(model, normal_set, cfg: HeadConfig | None = None, seed: int = 0,
 
 
 def _classes(prior, categories, B: int, device):
-    """Class tokens for the prior: the categories for a per-class prior, zeros otherwise."""
-    if prior is None:
+    """Class tokens for the prior (:func:`pvqae_lib.nn.prior.class_tokens`: the categories for a
+    per-class prior); None without a prior, or for the universal one."""
+    if prior is None or categories is None:
         return None
-    if categories is None or prior.num_classes == 1:
-        return torch.zeros(B, dtype=torch.long, device=device)
-    return categories.to(device)
+    return class_tokens(categories, prior.num_classes > 1).to(device)
 
 
 @torch.no_grad()
@@ -166,7 +167,7 @@ def head_maps(head: SegmentationHead, model, images: torch.Tensor, prior=None, c
     head.eval()
     B, _, H, W = images.shape
     recon = reconstruct(model, images, prior, classes)
-    maps = gaussian_blur(torch.sigmoid(head(images, recon))[:, 0], sigma * H / 64)
+    maps = smoothed(torch.sigmoid(head(images, recon))[:, 0], sigma)
     flat = maps.flatten(1)
     if image_score == "max":
         scores = flat.amax(1)
@@ -196,11 +197,30 @@ def head_scores_of(head: SegmentationHead, model, data, prior=None, batch_size: 
 def evaluate_head(head: SegmentationHead, model, test_set, prior=None, batch_size: int = 32, **kwargs) -> dict:
     """Image AUROC, pixel AUROC and PRO of the head's maps, as means over categories, plus
     ``*_pooled`` numbers and ``per_category`` rows: :func:`pvqae_lib.engine.scorers.per_category` of a
-    :class:`~pvqae_lib.engine.scorers.HeadScorer`, the aggregation ``pipeline.evaluate`` uses too.
+    :class:`HeadScorer`, the aggregation ``pipeline.evaluate`` uses too.
     ``kwargs`` go to :func:`head_maps` (``sigma``, ``image_score``, ``top_k``)."""
-    from .scorers import HeadScorer, evaluate_scorer
     return evaluate_scorer(HeadScorer(head, model, prior, batch_size=batch_size, **kwargs), test_set)
 
 
-__all__ = ["SegmentationHead", "dice_loss", "focal_loss", "dice_focal_loss", "reconstruct", "train_head",
+__all__ = ["SegmentationHead", "HeadScorer", "dice_loss", "focal_loss", "dice_focal_loss", "reconstruct", "train_head",
            "head_maps", "head_scores_of", "evaluate_head"]
+
+
+class HeadScorer(Scorer):
+    """LFQUIAD's score (Sec. 3.5): the segmentation head's probabilities for an image beside the
+    frozen autoencoder's reconstruction (:func:`pvqae_lib.engine.segmentation.head_maps`; ``sigma``,
+    ``image_score`` and ``top_k`` go there; ``prior`` makes it the prior-guided reconstruction,
+    with each image's category as class token when the prior is per-class). With ``routing``, the
+    autoencoder's own S_recon arrays (``routed``, ``predicted``, ...) come too, for the router's
+    resolution shares."""
+
+    def __init__(self, head, model, prior=None, routing: bool = False, device=None, batch_size: int = 32,
+                 **kwargs):
+        self.head, self.model, self.prior = head, model, prior
+        self.routing, self.device, self.batch_size, self.kwargs = routing, device, batch_size, kwargs
+
+    def score(self, data) -> dict:
+        sc = DetectorScorer(self.model, device=self.device).score(data) if self.routing else {}
+        sc["s"], sc["image"] = head_scores_of(self.head, self.model, data, self.prior, batch_size=self.batch_size,
+                                              device=self.device, **self.kwargs)
+        return sc

@@ -1,7 +1,11 @@
-"""Training loops (Chapter 5): the autoencoder with progressive budget learning, then the prior.
+"""The training loop (Chapter 5): every gradient-trained detector, pixel or on a frozen pyramid,
+with progressive budget learning; then the prior (:mod:`pvqae_lib.nn.prior`).
 
-One readable function, in order: seed, build, resume, then a loop that steps, logs and writes a
-checkpoint at the end of every epoch. Runs on one process, or under ``torchrun`` with
+One readable function, in order: seed, build, resume, then a loop that steps, logs, evaluates and
+writes a checkpoint at the end of every epoch. What differs between detectors is declared by them
+(the detector contract, :mod:`pvqae_lib.nn.detector`): the inputs their backbone makes
+(:mod:`pvqae_lib.engine.batches`), the target they rebuild, the budget's units, and whether a patch
+discriminator judges them (the pixel models). Runs on one process, or under ``torchrun`` with
 DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes.
 """
 from __future__ import annotations
@@ -18,19 +22,18 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data.distributed import DistributedSampler
 
 from ..config import ModelConfig, TrainConfig
-from ..data import augment
-from ..data.anomaly import OBJECT_CATEGORIES, paint_anomalies
 from ..nn.budget import budget_loss, lambda_at, patch_entropy
+from ..nn.detector import batch_of, num_inputs
 from ..nn.discriminator import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
-from ..nn.model import build_model
+from ..nn.factory import backbone_of, build_model
 from ..nn.routing import routed_share
 from ..nn.ssim import reconstruction_loss
 from ..progress import progress_bar
 from ..storage import load_weights, save_atomic
-from .scorers import PixelScorer, per_category
+from .batches import training_batches
+from .scorers import DetectorScorer, per_category
 
 CHECKPOINT = "checkpoint.pt"   # the last finished epoch of a training run, in its output folder
 LR_FLOOR = 0.1     # the cosine learning-rate schedule ends at this fraction of the base rate
@@ -64,13 +67,6 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     if kind is not None and ckpt["model_config"]["model"] != kind:
         raise CheckpointError(f"{path} holds a {ckpt['model_config']['model']} model, not {kind}")
     return ckpt
-
-
-def data_fingerprint(tensor: torch.Tensor) -> str:
-    """A short content hash of the training data (images, or a pyramid's coarsest maps): what a
-    checkpoint records it was trained on, so that ``--resume`` cannot continue on other data."""
-    import hashlib
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def check_same_data(ckpt: dict, fingerprint: str, path: Path) -> None:
@@ -113,77 +109,81 @@ def distributed_context(device: torch.device) -> tuple[int, int]:
 
 
 def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=None, resume: bool = False,
-                      device=None, progress: bool = True, epoch_callback=None, eval_set=None):
-    """Train PVQAE (or the VQVAE baseline) on the normal images of ``data`` (an ImageSet).
+                      device=None, progress: bool = True, epoch_callback=None, eval_set=None, inputs=None):
+    """Train the detector ``model_cfg`` names (PVQAE, the VQ-VAE, or on a frozen pyramid the
+    feature autoencoder) on the normal images of ``data`` (an ImageSet).
 
     Loss per step (Sec. III-B.2): L = L_VQ + w_adv·L_ADV + λ(t)·L_Budget, with λ(t) rising from
-    0 to λmax by ``cfg.schedule``. With ``cfg.restore_anomalies`` (LFQUIAD's reconstructive
-    subnetwork, after DRÆM) about half the inputs carry synthetic anomalies
-    (:func:`pvqae_lib.data.anomaly.paint_anomalies`), the reconstruction target is the normal image and
-    the reconstruction term is LFQUIAD's Eq. 2 with its SSIM term (``cfg.ssim_weight``).
-    Returns (model, history): history is a dict of per-step lists
-    (loss, rec, budget, lambda, share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after
-    each epoch (chapter 5 uses it to snapshot allocation maps). With ``cfg.eval_every`` > 0 the
-    labelled ImageSet ``eval_set`` is scored as :func:`held_out_point` says into ``history['eval']``.
+    0 to λmax by ``cfg.schedule`` (no L_ADV for a model without a discriminator, no budget for one
+    without a router). With ``cfg.restore_anomalies`` (LFQUIAD's reconstructive subnetwork, after
+    DRÆM) about half the inputs carry synthetic anomalies, the reconstruction target is the normal
+    image and the reconstruction term is LFQUIAD's Eq. 2 with its SSIM term (``cfg.ssim_weight``).
+    Returns (model, history): history is a dict of per-step lists (loss, rec, budget, lambda,
+    share_r, perplexity, ...). ``epoch_callback(epoch, model)`` runs after each epoch (chapter 5 uses
+    it to snapshot allocation maps). With ``cfg.eval_every`` > 0 the labelled ImageSet ``eval_set``
+    is scored as :func:`held_out_point` says into ``history['eval']``. Writes ``checkpoint.pt`` to
+    ``out_dir`` at the end of every epoch; ``resume`` continues from it (the same weights as an
+    uninterrupted run). ``inputs``: the detector's inputs of ``data.images`` when they are at hand
+    (a pyramid's maps); by default its backbone makes them.
     """
     device = torch.device(device or "cpu")
     check_eval_set(cfg, eval_set)
     rank, world = distributed_context(device)
     out_dir = Path(out_dir) if out_dir else None
+    # 1. the inputs the detector's backbone makes of the training images (a pyramid's from its cache),
+    #    then the seeded build
+    if inputs is None:
+        inputs = backbone_of(model_cfg)(data.images, device=device, progress=progress)
+    batches = training_batches(data, inputs, cfg, model_cfg.coarse_stride, rank, world)
     torch.manual_seed(cfg.seed + rank)
-
-    # 1. build
     parts = build_trainer(model_cfg, cfg, device)
     model, disc, opt, opt_d, scaler = parts.model, parts.disc, parts.opt, parts.opt_d, parts.scaler
     history, start_epoch = {}, 0
 
     # 2. resume from the last finished epoch
-    fingerprint = data_fingerprint(data.images)
     if resume:
         ckpt = load_checkpoint(out_dir / CHECKPOINT, kind=model_cfg.model)
-        check_same_data(ckpt, fingerprint, out_dir / CHECKPOINT)
+        check_same_data(ckpt, batches.fingerprint, out_dir / CHECKPOINT)
         model.load_state_dict(ckpt["model"])
-        disc.load_state_dict(ckpt["disc"])
         opt.load_state_dict(ckpt["opt"])
-        opt_d.load_state_dict(ckpt["opt_d"])
-        scaler.load_state_dict(ckpt["scaler"])
+        if disc is not None:
+            disc.load_state_dict(ckpt["disc"])
+            opt_d.load_state_dict(ckpt["opt_d"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
         history, start_epoch = ckpt["history"], ckpt["epoch"]
         torch.set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
         cuda_rng = ckpt.get("cuda_rng") or []
         if cuda_rng and device.type == "cuda":   # the GPU's generator too, so a resumed GPU run repeats
             torch.cuda.set_rng_state(cuda_rng[rank] if rank < len(cuda_rng) else cuda_rng[0], device)
+    if start_epoch == 0:
+        model.prepare(inputs)                    # statistics, codebooks from data (feature models)
 
     if world > 1:   # wrapped after resuming: DDP starts every rank from rank 0's weights
         parts = parts._replace(net=DistributedDataParallel(model, find_unused_parameters=False),
-                               net_d=DistributedDataParallel(disc), world=world)
-    sampler = DistributedSampler(range(len(data)), num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
-    is_object = torch.tensor([data.category_names[c] in OBJECT_CATEGORIES for c in data.categories.tolist()])
-    steps_per_epoch = max(1, len(sampler) // cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
+                               net_d=DistributedDataParallel(disc) if disc is not None else None, world=world)
+    total = cfg.epochs * batches.steps
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(sampler))
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1_009 + rank)
-        model.train(), disc.train()
-        bar = progress_bar(range(steps_per_epoch), desc=f"{model_cfg.model} epoch {epoch + 1}/{cfg.epochs}",
+        order = batches.order(epoch, g)
+        model.train()
+        if disc is not None:
+            disc.train()
+        bar = progress_bar(range(batches.steps), desc=f"{model_cfg.model} epoch {epoch + 1}/{cfg.epochs}",
                            disable=not progress or rank != 0, leave=False)
         t0 = time.time()
         for i in bar:
-            step = epoch * steps_per_epoch + i
-            index = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = augment(data.images[index], g) if cfg.augment else data.images[index]
-            x_in = paint_anomalies(x, g, is_object[index].tolist())[0] if cfg.restore_anomalies else x
-            x, x_in = x.to(device, non_blocking=True), x_in.to(device, non_blocking=True)
+            step = epoch * batches.steps + i
+            x_in, x, entropy = batches.batch(order[i * cfg.batch_size:(i + 1) * cfg.batch_size], g, device)
             progress_t = step / max(1, total - 1)
             lam = lambda_at(progress_t, cfg.lambda_max, cfg.schedule)
             lr = lr_at(progress_t, cfg.lr, cfg.lr_schedule)
-            for group in [*opt.param_groups, *opt_d.param_groups]:
+            for group in [*opt.param_groups, *(opt_d.param_groups if opt_d is not None else [])]:
                 group["lr"] = lr
-            adv_on = step >= cfg.disc_start * total and cfg.disc_weight > 0
+            adv_on = disc is not None and step >= cfg.disc_start * total and cfg.disc_weight > 0
 
-            logs = train_step(parts, x_in, lam, adv_on, target=x)
-            check_finite_loss(logs["loss"], step, epoch, steps_per_epoch, cfg.epochs, world, out_dir)
+            logs = train_step(parts, x_in, lam, adv_on, target=x, entropy=entropy)
+            check_finite_loss(logs["loss"], step, epoch, batches.steps, cfg.epochs, world, out_dir)
             logs["lr"] = lr
             for k, v in logs.items():
                 history.setdefault(k, []).append(v)
@@ -192,7 +192,8 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                                 share="/".join(f"{logs.get(f'share_{r}', 0):.2f}" for r in range(model_cfg.num_levels)))
         history.setdefault("epoch_seconds", []).append(time.time() - t0)
         if eval_due(cfg, epoch) and rank == 0:
-            history.setdefault("eval", []).append(held_out_point(epoch, PixelScorer(model, device=device), eval_set))
+            history.setdefault("eval", []).append(held_out_point(epoch, DetectorScorer(model, device=device),
+                                                                 eval_set))
             model.train()
 
         # 5. checkpoint at the end of every epoch (rank 0 only, atomically)
@@ -208,10 +209,11 @@ def train_autoencoder(data, model_cfg: ModelConfig, cfg: TrainConfig, out_dir=No
                     cuda_rng = gathered
             if rank == 0:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                save_atomic({"model": model.state_dict(), "disc": disc.state_dict(), "opt": opt.state_dict(),
-                             "opt_d": opt_d.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                             "history": history, "rng": rng, "cuda_rng": cuda_rng, "model_config": asdict(model_cfg),
-                             "train_config": asdict(cfg), "data_fingerprint": fingerprint}, out_dir / CHECKPOINT)
+                adversary = {"disc": disc.state_dict(), "opt_d": opt_d.state_dict()} if disc is not None else {}
+                save_atomic({"model": model.state_dict(), **adversary, "opt": opt.state_dict(),
+                             "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history, "rng": rng,
+                             "cuda_rng": cuda_rng, "model_config": asdict(model_cfg), "train_config": asdict(cfg),
+                             "data_fingerprint": batches.fingerprint}, out_dir / CHECKPOINT)
         if epoch_callback is not None and rank == 0:
             epoch_callback(epoch, model)
     return model.eval(), history
@@ -229,10 +231,9 @@ def eval_due(cfg: TrainConfig, epoch: int) -> bool:
     return cfg.eval_every > 0 and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
 
 
-def held_out_point(epoch: int, scorer, eval_set, levels=None) -> dict:
+def held_out_point(epoch: int, scorer, eval_set) -> dict:
     """One point of the learning curve: {epoch (1-based, finished), image_auroc, pixel_auroc} of
-    ``scorer`` on the labelled ImageSet ``eval_set`` (``levels``: its feature pyramid, if the scorer
-    is a FeatureScorer), means over categories as ``evaluate`` gives them
+    ``scorer`` on the labelled ImageSet ``eval_set``, means over categories as ``evaluate`` gives them
     (:func:`pvqae_lib.engine.scorers.per_category`).
 
     The run's test split, for monitoring only: nothing reads these numbers to stop training or pick
@@ -243,8 +244,7 @@ def held_out_point(epoch: int, scorer, eval_set, levels=None) -> dict:
     evaluation trains exactly as one without.
     """
     with torch.random.fork_rng(devices=[]):
-        sc = scorer.score(eval_set) if levels is None else scorer.score_levels(levels, eval_set.categories,
-                                                                               eval_set.images.shape[-1])
+        sc = scorer.score(eval_set)
     result = per_category(sc, eval_set)
     return {"epoch": epoch + 1, "image_auroc": result["image_auroc"], "pixel_auroc": result["pixel_auroc"]}
 
@@ -269,13 +269,14 @@ def check_finite_loss(loss: float, step: int, epoch: int, steps_per_epoch: int, 
 
 class StepParts(NamedTuple):
     """What one training step touches (DDP-wrapped ``net``/``net_d`` and the bare modules); made by
-    :func:`build_trainer`."""
+    :func:`build_trainer`. ``disc``, ``net_d`` and ``opt_d`` are None for a detector no
+    discriminator judges (the feature models: a feature map is no image to judge)."""
     net: torch.nn.Module
     model: torch.nn.Module
-    disc: torch.nn.Module
-    net_d: torch.nn.Module
+    disc: torch.nn.Module | None
+    net_d: torch.nn.Module | None
     opt: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer | None
     scaler: torch.amp.GradScaler
     cfg: TrainConfig
     model_cfg: ModelConfig
@@ -283,13 +284,14 @@ class StepParts(NamedTuple):
     world: int
 
 
-ADAM_BETAS = (0.5, 0.9)    # VQGAN's (Esser et al. 2021), for the autoencoder and the discriminator
+ADAM_BETAS = (0.5, 0.9)    # VQGAN's (Esser et al. 2021), for the pixel autoencoder and its discriminator
 
 
 def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, device=None, seed: int | None = None) -> StepParts:
     """Everything :func:`train_step` needs, built one way for the training loop, ``benchmark`` and
-    the chapters: the model (:func:`pvqae_lib.nn.model.build_model`), the patch discriminator, an Adam
-    optimizer for each (lr ``cfg.lr``, betas :data:`ADAM_BETAS`), and the AMP gradient scaler
+    the chapters: the detector (:func:`pvqae_lib.nn.factory.build_model`), the patch discriminator
+    when the detector is judged by one (``model.adversarial``: the pixel models, with Adam's betas
+    :data:`ADAM_BETAS` for both, as VQGAN; the others Adam's defaults), and the AMP gradient scaler
     (enabled where ``cfg.amp`` and the device is CUDA). ``net``/``net_d`` are the bare modules
     (``train_autoencoder`` wraps them in DistributedDataParallel under torchrun). With ``seed``,
     ``torch.manual_seed(seed)`` first, so the initial weights are reproducible.
@@ -300,43 +302,53 @@ def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, device=None, seed: i
     if seed is not None:
         torch.manual_seed(seed)
     model = build_model(model_cfg).to(device)
-    disc = PatchDiscriminator(width=max(16, model_cfg.width * 2)).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+    model.input_noise = cfg.feature_noise if hasattr(model, "input_noise") else 0.0
+    disc = opt_d = None
+    if model.adversarial:
+        disc = PatchDiscriminator(width=max(16, model_cfg.width * 2)).to(device)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=ADAM_BETAS)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, **({"betas": ADAM_BETAS} if model.adversarial else {}))
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     return StepParts(model, model, disc, disc, opt, opt_d, scaler, cfg, model_cfg, use_amp, 1)
 
 
-def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: torch.Tensor | None = None) -> dict:
-    """One step: the autoencoder on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the
-    discriminator. The model sees ``x`` and rebuilds ``target`` (default ``x``), the discriminator's real images.
-    The reconstruction term is the mean squared error, or with ``cfg.restore_anomalies`` LFQUIAD's
-    Eq. 2, (1-β₁)·MSE + β₁·(1-SSIM) with β₁ = ``cfg.ssim_weight`` (:func:`pvqae_lib.nn.ssim.reconstruction_loss`)."""
-    device, model_cfg = x.device, p.model_cfg
+def train_step(p: StepParts, x, lam: float, adv_on: bool, target=None, entropy: torch.Tensor | None = None) -> dict:
+    """One step: the detector on L_VQ + w·L_ADV + λ·L_Budget, its codebook upkeep, then the
+    discriminator (if it has one). The detector sees ``x`` and rebuilds ``model.target(target)``
+    (default ``x``; for a pixel model the image itself, the discriminator's real images). The
+    reconstruction term is the mean squared error, or with ``cfg.restore_anomalies`` LFQUIAD's
+    Eq. 2, (1-β₁)·MSE + β₁·(1-SSIM) with β₁ = ``cfg.ssim_weight``
+    (:func:`pvqae_lib.nn.ssim.reconstruction_loss`). ``entropy`` (B, h, w) is the budget's H of each
+    coarse patch (default: measured on ``x``, which must then be images)."""
+    model, model_cfg = p.model, p.model_cfg
     target = x if target is None else target
-    routed = model_cfg.model == "pvqae"
+    device = next(model.parameters()).device
     patch = model_cfg.coarse_stride
     with torch.autocast(device.type, dtype=torch.float16, enabled=p.use_amp):
         out = p.net(x)
         if p.cfg.restore_anomalies:                                             # LFQUIAD Eq. 2: MSE and SSIM
             rec = reconstruction_loss(out.recon, target, p.cfg.ssim_weight)
         else:
-            rec = F.mse_loss(out.recon.float(), target)                          # ||x̂ - x||², per value
-        budget = budget_loss(out.scores.float(), patch_entropy(x, patch), patch) if routed else x.new_zeros(())
-        g_loss, adv_weight = x.new_zeros(()), 0.0
+            rec = F.mse_loss(out.recon.float(), model.target(target))          # ||x̂ - x||², per value
+        if model.routes:
+            entropy = patch_entropy(x, patch) if entropy is None else entropy
+            budget = budget_loss(out.scores.float(), entropy, patch, values_per_patch=model.budget_values_per_patch)
+        else:
+            budget = rec.new_zeros(())
+        g_loss, adv_weight = rec.new_zeros(()), 0.0
         if adv_on:
             g_loss = generator_loss(p.disc(out.recon).float())                  # D unwrapped: no DDP sync
-            adv_weight = p.cfg.disc_weight * adaptive_weight(rec, g_loss, p.model.decoder.last_layer)
+            adv_weight = p.cfg.disc_weight * adaptive_weight(rec, g_loss, model.decoder.last_layer)
         loss = total_loss(rec, out.vq_loss.float(), budget, lam, g_loss if adv_on else None, adv_weight)
     p.opt.zero_grad(set_to_none=True)
     p.scaler.scale(loss).backward()
     p.scaler.step(p.opt)
-    for r, quantizer in enumerate(p.model.quantizers):                          # dead-code restarts
+    for j, (r, quantizer) in enumerate(zip(model.used, model.quantizers)):   # dead-code restarts
         weight = None
-        if routed:   # only the positions routed to level r count as its usage
-            weight = routed_share(out.scores, r, out.codes[r].shape[-2:])
-        quantizer.update_codebook(out.codes[r], out.indices[r], weight)
+        if model.routes:   # only the positions routed to level r count as its usage
+            weight = routed_share(out.scores, r, out.codes[j].shape[-2:])
+        quantizer.update_codebook(out.codes[j], out.indices[j], weight)
         if p.world > 1:   # restarts draw local samples: keep every rank's codebook identical
             dist.broadcast(quantizer.codebook.weight.data, 0)
             dist.broadcast(quantizer.usage, 0)
@@ -348,15 +360,17 @@ def train_step(p: StepParts, x: torch.Tensor, lam: float, adv_on: bool, target: 
         p.scaler.scale(d_loss).backward()
         p.scaler.step(p.opt_d)
     p.scaler.update()
+    adversary = {"g_loss": g_loss.item()} if p.disc is not None else {}
     return {"loss": loss.item(), "rec": rec.item(), "budget": budget.item(), "lambda": lam,
-            "vq": out.vq_loss.item(), "g_loss": g_loss.item(),
+            "vq": out.vq_loss.item(), **adversary,
             **{k: float(v) for k, v in out.logs.items()}, **{k: float(v) for k, v in d_logs.items()}}
 
 
 @torch.no_grad()
-def collect_budgets(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """The router's hard budget maps (M, h, w) for images (M, 3, H, W), model in eval mode."""
+def collect_budgets(model, inputs, batch_size: int = 64) -> torch.Tensor:
+    """The router's hard budget maps (M, h, w) of a detector's inputs (images (M, 3, H, W), or their
+    pyramid's maps), model in eval mode: what the Budget Prior Transformer learns."""
     model.eval()
-    device = next(model.parameters()).device
-    return torch.cat([model(images[i:i + batch_size].to(device)).scores.argmax(1).cpu()
-                      for i in range(0, len(images), batch_size)])
+    device = model.device
+    return torch.cat([model(batch_of(inputs, slice(i, i + batch_size), device)).scores.argmax(1).cpu()
+                      for i in range(0, num_inputs(inputs), batch_size)])

@@ -85,6 +85,7 @@ class FeaturePyramid(nn.Module):
 # ------------------------------------------------------------------------------- EfficientNet-Lite0
 
 LITE0_TAPS = (4, 10, 14)     # blocks whose outputs are the stride-8, 16 and 32 levels
+FINEST_STRIDE = 8             # the finest level of every pyramid (strides 8 / 16 / 32)
 CHANNELS = {"efficientnet-lite0": (192, 112, 40), "wide-resnet50": (2048, 1024, 512)}   # per level, coarsest first
 
 
@@ -277,3 +278,43 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
         except (OSError, StorageError):
             pass                                   # a full disk costs the cache, not the run
     return levels
+
+
+# --------------------------------------------------------------------------- pyramid maps
+
+def resample(f: torch.Tensor, size) -> torch.Tensor:
+    """A map brought to another grid: averaged down to a coarser one, interpolated (bilinear) up."""
+    if f.shape[-2:] == tuple(size):
+        return f
+    if f.shape[-1] > size[-1]:
+        return F.adaptive_avg_pool2d(f, size)
+    return F.interpolate(f, size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def channel_statistics(levels: list[torch.Tensor], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and spread of a pyramid's training maps, level by level, concatenated
+    (ΣC,), computed batch by batch. The spread has a relative floor, as scoring.standardize: a
+    channel constant on the training images (a dead unit) must not turn any test activation into a
+    z-score of thousands."""
+    mean, std = [], []
+    for f in levels:
+        total = sq = 0
+        for i in range(0, len(f), batch_size):
+            chunk = f[i:i + batch_size].float()
+            total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
+        n = f.shape[0] * f.shape[2] * f.shape[3]
+        mean.append(total / n)
+        std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
+    std = [s.clamp(min=1e-3 * float(s.mean()) + 1e-12) for s in std]
+    return torch.cat(mean), torch.cat(std)
+
+
+def standardize_levels(levels: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
+    """Each level, per channel, as z-scores against ``mean`` / ``std`` of :func:`channel_statistics`."""
+    out, start = [], 0
+    for f in levels:
+        c = f.shape[1]
+        out.append((f.float() - mean[start:start + c].view(1, -1, 1, 1)) / std[start:start + c].view(1, -1, 1, 1))
+        start += c
+    return out

@@ -33,12 +33,12 @@ import time
 from typing import NamedTuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig, TrainConfig
+from .backbones import channel_statistics, resample, standardize_levels
 from .budget import budget_loss, lambda_at
-from .model import channel_statistics, resample, standardize_levels
+from .detector import Detector
 from .patchcore import greedy_coreset
 from .quantize import kmeans
 from .routing import DynamicRouter
@@ -68,7 +68,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 4096) -> 
     return torch.cat(dist), torch.cat(index)
 
 
-class CodeBankPVQAE(nn.Module):
+class CodeBankPVQAE(Detector):
     """PVQAE with its codebooks read as a memory bank (this module's docstring).
 
     ``cfg.model`` 'pvqae': one codebook per level and the router; 'membank': one level
@@ -78,7 +78,7 @@ class CodeBankPVQAE(nn.Module):
     trained by :func:`train_router`.
     """
 
-    is_memory_bank = True          # the scorer reads distances, not a reconstruction
+    fitted_by = "memory"
 
     def __init__(self, cfg: ModelConfig, channels: tuple):
         super().__init__()
@@ -94,16 +94,10 @@ class CodeBankPVQAE(nn.Module):
             self.register_buffer(f"codebook{r}", torch.zeros(0, dim))
         self.register_buffer("scale", torch.ones(self.num_levels))
         self.router = DynamicRouter(list(channels), cfg.router_hidden) if self.routes else None
+        self.resized_buffers = tuple(f"codebook{r}" for r in self.used)
 
     def codebook(self, r: int) -> torch.Tensor:
         return getattr(self, f"codebook{r}")
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        for r in self.used:                 # a bank's size is known only from the file
-            key = f"{prefix}codebook{r}"
-            if key in state_dict and state_dict[key].ndim == 2:
-                setattr(self, f"codebook{r}", torch.empty_like(state_dict[key], device=self.mean.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -------------------------------------------------------------------------- descriptors
 
@@ -229,10 +223,14 @@ class CodeBankPVQAE(nn.Module):
         present = scores.detach().flatten(2).amax(2).amax(0) > 0
         return [r for r in self.used if present[r]]
 
-    def reroute(self, out: BankOutput, route: torch.Tensor) -> BankOutput:
+    def reroute(self, levels, out: BankOutput, route: torch.Tensor) -> BankOutput:
         """``out`` routed by ``route`` (B, h, w) instead (the prior's predicted normal budget), keeping
         the distances already computed: :meth:`error_map` computes only the levels still missing."""
         return out._replace(scores=self.one_hot(route), logits=None)
+
+    def evidence(self, levels, out: BankOutput, cfg) -> torch.Tensor:
+        """The distance map of the routed levels (:meth:`error_map`, ``cfg.route``)."""
+        return self.error_map(out, levels, cfg.route)
 
     def error_map(self, out: BankOutput, levels: list[torch.Tensor], route: str = "router") -> torch.Tensor:
         """The anomaly map on the finest grid, (B, 1, h_f, w_f): at each coarse patch the distance

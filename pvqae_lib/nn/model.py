@@ -12,7 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import ModelConfig, ScoreConfig
+from .backbones import FINEST_STRIDE, channel_statistics, resample, standardize_levels
+from .detector import Detector, batch_of, num_inputs
 from .quantize import build_quantizer
 from .routing import DynamicRouter
 
@@ -141,8 +143,30 @@ def combine_levels(levels: list[torch.Tensor], scores: torch.Tensor, size: tuple
     return sum(mask[:, r:r + 1] * F.interpolate(q, size=size, mode="nearest") for r, q in enumerate(levels))
 
 
-class PVQAE(nn.Module):
+def recon_score(recon: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """S_recon = ||x̂ - x||² per pixel, summed over colour channels: (B, 3, H, W) -> (B, H, W)."""
+    return (recon.float() - images.float()).pow(2).sum(1)
+
+
+class PixelAutoencoder(Detector):
+    """What the paper's two pixel models share as detectors: they rebuild the image itself, a patch
+    discriminator judges the result (Sec. III-B.2), and the evidence is S_recon, the squared error of
+    the reconstruction per pixel (Sec. III-C.2)."""
+
+    adversarial = True
+
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        """What the decoder rebuilds: the image."""
+        return images
+
+    def evidence(self, inputs, out, cfg: ScoreConfig) -> torch.Tensor:
+        return recon_score(out.recon, inputs)[:, None]
+
+
+class PVQAE(PixelAutoencoder):
     """Patch-aware VQ autoencoder (Cheng, Qu & Lee 2025): routed multi-resolution codes."""
+
+    routes = True
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -152,17 +176,18 @@ class PVQAE(nn.Module):
                                         for _ in range(cfg.num_levels))
         self.router = DynamicRouter(self.encoder.level_channels, cfg.router_hidden)
         self.decoder = Decoder(cfg)
+        self.used = list(range(cfg.num_levels))
 
-    def forward(self, x: torch.Tensor, levels: torch.Tensor | None = None) -> AEOutput:
-        """Reconstruct ``x``; ``levels`` (B, h, w), when given, overrides the router's choice
+    def forward(self, x: torch.Tensor, route: torch.Tensor | None = None) -> AEOutput:
+        """Reconstruct ``x``; ``route`` (B, h, w), when given, overrides the router's choice
         (scoring reconstructs with the predicted normal budget)."""
         codes, feats = self.encoder(x * 2 - 1)
         qs = [quantizer(z) for quantizer, z in zip(self.quantizers, codes)]
         logits = self.router(feats)
-        if levels is None:
+        if route is None:
             scores = self.router.route(logits, self.cfg.tau, self.training)
         else:
-            scores = F.one_hot(levels, self.num_levels).permute(0, 3, 1, 2).to(logits.dtype)
+            scores = F.one_hot(route, self.num_levels).permute(0, 3, 1, 2).to(logits.dtype)
         z = combine_levels([q.quantized for q in qs], scores, codes[-1].shape[-2:])
         recon = (self.decoder(z) + 1) / 2
         share = scores.detach().mean(dim=(0, 2, 3))
@@ -172,7 +197,7 @@ class PVQAE(nn.Module):
         return AEOutput(recon, vq_loss, scores, logits, codes, [q.indices for q in qs], logs)
 
 
-class VQVAE(nn.Module):
+class VQVAE(PixelAutoencoder):
     """The plain baseline: the same encoder and decoder, one codebook at one fixed level."""
 
     def __init__(self, cfg: ModelConfig):
@@ -182,8 +207,10 @@ class VQVAE(nn.Module):
         self.quantizer = build_quantizer(cfg.quantizer, cfg.codebook_size, cfg.code_dim, cfg.beta)
         self.decoder = Decoder(cfg)
         self.grid = cfg.image_size // cfg.coarse_stride
+        self.used = [cfg.vq_level]
 
-    def forward(self, x: torch.Tensor, levels: torch.Tensor | None = None) -> AEOutput:
+    def forward(self, x: torch.Tensor, route: torch.Tensor | None = None) -> AEOutput:
+        """Reconstruct ``x`` at the one level (``route`` is ignored: there is nothing to route)."""
         codes, _ = self.encoder(x * 2 - 1)
         z_e = codes[0]                                  # the coarsest block it built = its one level
         q = self.quantizer(z_e)
@@ -201,64 +228,9 @@ class VQVAE(nn.Module):
         return [self.quantizer]
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
-    """``PVQAE`` or ``VQVAE`` on pixels; on a feature backbone a :class:`FeatureAutoencoder`
-    ('pvqae', 'vqvae', 'ae') or a :class:`pvqae_lib.nn.patchcore.PatchCore`, as ``cfg`` says."""
-    if cfg.backbone != "pixel":
-        from .backbones import backbone_channels
-        if cfg.model == "patchcore":
-            from .patchcore import PatchCore, PatchCoreConfig
-            return PatchCore(PatchCoreConfig(coreset_ratio=cfg.coreset_ratio))
-        if cfg.feature_model == "bank":
-            from .codebank import CodeBankPVQAE  # codebank imports this module (resample)
-            return CodeBankPVQAE(cfg, backbone_channels(cfg.backbone))
-        return FeatureAutoencoder(cfg, backbone_channels(cfg.backbone))
-    if cfg.image_size % cfg.coarse_stride:
-        raise ValueError(f"image_size {cfg.image_size} must be a multiple of the coarse patch {cfg.coarse_stride}")
-    return PVQAE(cfg) if cfg.model == "pvqae" else VQVAE(cfg)
-
-
 # ------------------------------------------------------------------------------- on a feature pyramid
 
-def resample(f: torch.Tensor, size) -> torch.Tensor:
-    """A map brought to another grid: averaged down to a coarser one, interpolated (bilinear) up."""
-    if f.shape[-2:] == tuple(size):
-        return f
-    if f.shape[-1] > size[-1]:
-        return F.adaptive_avg_pool2d(f, size)
-    return F.interpolate(f, size=size, mode="bilinear", align_corners=False)
-
-
-@torch.no_grad()
-def channel_statistics(levels: list[torch.Tensor], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and spread of a pyramid's training maps, level by level, concatenated
-    (ΣC,), computed batch by batch. The spread has a relative floor, as scoring.standardize: a
-    channel constant on the training images (a dead unit) must not turn any test activation into a
-    z-score of thousands."""
-    mean, std = [], []
-    for f in levels:
-        total = sq = 0
-        for i in range(0, len(f), batch_size):
-            chunk = f[i:i + batch_size].float()
-            total, sq = total + chunk.sum((0, 2, 3)), sq + chunk.pow(2).sum((0, 2, 3))
-        n = f.shape[0] * f.shape[2] * f.shape[3]
-        mean.append(total / n)
-        std.append((sq / n - (total / n) ** 2).clamp(min=0).sqrt())
-    std = [s.clamp(min=1e-3 * float(s.mean()) + 1e-12) for s in std]
-    return torch.cat(mean), torch.cat(std)
-
-
-def standardize_levels(levels: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor) -> list[torch.Tensor]:
-    """Each level, per channel, as z-scores against ``mean`` / ``std`` of :func:`channel_statistics`."""
-    out, start = [], 0
-    for f in levels:
-        c = f.shape[1]
-        out.append((f.float() - mean[start:start + c].view(1, -1, 1, 1)) / std[start:start + c].view(1, -1, 1, 1))
-        start += c
-    return out
-
-
-class FeatureAutoencoder(nn.Module):
+class FeatureAutoencoder(Detector):
     """PVQAE (or a baseline) above a frozen pretrained pyramid: this book's extension (chapter 8).
 
     The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.nn.backbones`); everything above
@@ -274,6 +246,17 @@ class FeatureAutoencoder(nn.Module):
     the bottleneck alone does). ``forward`` returns :class:`AEOutput`, ``recon`` being the
     reconstructed target.
     """
+
+    input_noise = 0.0   # TrainConfig.feature_noise, set by the trainer: added in training mode only
+
+    @property
+    def budget_values_per_patch(self) -> int:
+        """The budget's units: the pixel model divides it by the pixel values of a coarse patch (3·32²),
+        as its reconstruction term is a mean per pixel value. Standardized features err about a hundred
+        times more per value than pixels do, so that scale would leave the budget ~1000x below the
+        reconstruction term and λ without effect; the feature model counts one value per finest-grid
+        position of a coarse patch (16) instead, a choice λmax's sweep measures (chapter 8b)."""
+        return (self.cfg.coarse_stride // FINEST_STRIDE) ** 2
 
     def __init__(self, cfg: ModelConfig, channels: tuple):
         super().__init__()
@@ -312,11 +295,54 @@ class FeatureAutoencoder(nn.Module):
         levels = self.standardized(levels)
         return torch.cat([resample(f, levels[-1].shape[-2:]) for f in levels], 1)
 
-    def forward(self, levels: list[torch.Tensor], route: torch.Tensor | None = None,
-                noise: float = 0.0) -> AEOutput:
+    @torch.no_grad()
+    def prepare(self, levels: list[torch.Tensor], num_images: int = 64) -> None:
+        """Before the first step: the training maps' statistics (:meth:`set_statistics`), and every VQ
+        codebook started from the untrained encoder's outputs on a random sample of the training
+        images (``VectorQuantizer.init_from``; LFQ has no codebook to start)."""
+        self.set_statistics(levels)
+        sample = torch.randperm(num_inputs(levels))[:num_images]
+        out = self.eval()(batch_of(levels, sample, self.device))
+        for j, quantizer in enumerate(self.quantizers):
+            if hasattr(quantizer, "init_from"):
+                quantizer.init_from(out.codes[j])
+        self.train()
+
+    def evidence(self, levels, out, cfg: ScoreConfig) -> torch.Tensor:
+        """S_recon on the finest grid, (B, 1, h_f, w_f): the mean squared error of the standardized
+        features, or with ``cfg.feature_score='code'`` the distance of each code to its codebook
+        (:meth:`code_distance`)."""
+        if cfg.feature_score == "code":
+            return self.code_distance(out)
+        return (out.recon - self.target(levels)).pow(2).mean(1, keepdim=True)
+
+    def code_distance(self, out: AEOutput) -> torch.Tensor:
+        """||z - q||² per position on the finest grid, (B, 1, h_f, w_f): how far each code vector lies
+        from the nearest entry of its level's codebook, at the level the router chose.
+
+        A codebook trained on normal features is a learned memory bank, as PatchCore's coreset is: a
+        feature no normal patch resembles lies far from every code (ScoreConfig.feature_score='code',
+        chapter 8 measures it against the reconstruction error; the code bank,
+        :mod:`pvqae_lib.nn.codebank`, is the model built on that reading).
+        """
+        if not len(self.quantizers):
+            raise ValueError("feature_score='code' needs a quantized model (pvqae or vqvae), not the plain autoencoder")
+        finest = out.recon.shape[-2:]
+        dist = []
+        for j, quantizer in enumerate(self.quantizers):
+            q = quantizer.embed(out.indices[j]).to(out.codes[j].dtype)
+            dist.append(F.interpolate((out.codes[j] - q).pow(2).sum(1, keepdim=True), size=finest, mode="nearest"))
+        if not self.routes:
+            return dist[0]
+        mask = F.interpolate(out.scores, size=finest, mode="nearest")
+        return sum(mask[:, r:r + 1] * d for r, d in enumerate(dist))
+
+    def forward(self, levels: list[torch.Tensor], route: torch.Tensor | None = None) -> AEOutput:
         """``route`` (B, h, w), when given, overrides the router (scoring with the predicted normal
-        budget); ``noise`` adds Gaussian noise of that spread to the standardized input (training only)."""
+        budget). In training mode Gaussian noise of spread :attr:`input_noise` is added to the
+        standardized input (a denoising autoencoder's guard against copying its input)."""
         x = self.standardized(levels)
+        noise = self.input_noise if self.training else 0.0
         if noise > 0:
             x = [f + noise * torch.randn_like(f) for f in x]
         hidden = [p(torch.cat([resample(f, g.shape[-2:]) for f in x], 1)) for p, g in zip(self.project, x)]

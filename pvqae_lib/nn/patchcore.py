@@ -25,10 +25,12 @@ Nothing is trained: ``fit`` takes seconds to minutes on a CPU, most of it the co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+from .detector import Detector
 
 
 @dataclass
@@ -87,22 +89,26 @@ def nearest_distance(queries: torch.Tensor, memory: torch.Tensor, chunk: int = 8
     return torch.cat(out) if out else queries.new_zeros(0)
 
 
-class PatchCore(nn.Module):
-    """A memory bank of normal patches; ``forward(levels)`` gives (B, h, w) distance maps.
+class PatchCoreOutput(NamedTuple):
+    scores: torch.Tensor       # (B, R, h, w) on the coarse grid: every patch at the finest level (no router)
+    distances: torch.Tensor    # (B, h_f, w_f) distance of each patch to its nearest neighbour in the memory
+
+
+class PatchCore(Detector):
+    """A memory bank of normal patches; ``forward(levels)`` gives their distance maps
+    (:class:`PatchCoreOutput`; the detector contract, :mod:`pvqae_lib.nn.detector`).
 
     The bank is a buffer, so ``state_dict`` saves it (as tensors only) with the run.
     """
 
-    def __init__(self, cfg: PatchCoreConfig | None = None, dim: int = 0):
-        super().__init__()
-        self.cfg = cfg or PatchCoreConfig()
-        self.register_buffer("memory", torch.zeros(0, dim))
+    fitted_by = "memory"
+    resized_buffers = ("memory",)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        key = prefix + "memory"
-        if key in state_dict:                     # the bank's size is known only from the file
-            self.memory = torch.empty_like(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    def __init__(self, cfg: PatchCoreConfig | None = None, dim: int = 0, num_levels: int = 3):
+        super().__init__()
+        self.cfg, self.num_levels = cfg or PatchCoreConfig(), num_levels
+        self.used = [num_levels - 1]
+        self.register_buffer("memory", torch.zeros(0, dim))
 
     @torch.no_grad()
     def fit(self, levels: list[torch.Tensor], seed: int = 0, batch_size: int = 64) -> PatchCore:
@@ -130,10 +136,17 @@ class PatchCore(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, levels: list[torch.Tensor], route: torch.Tensor | None = None) -> PatchCoreOutput:
+        """The distance maps of the pyramid maps ``levels`` (coarsest first); ``route`` is ignored
+        (nothing is routed: the scores put every coarse patch at the finest level)."""
         if len(self.memory) == 0:
             raise RuntimeError("PatchCore has an empty memory bank: call fit first")
         emb = patch_features(levels, self.cfg.neighbourhood)
         B, D, h, w = emb.shape
         dist = nearest_distance(emb.permute(0, 2, 3, 1).reshape(-1, D), self.memory.to(emb.dtype))
-        return dist.view(B, h, w)
+        scores = torch.zeros(B, len(levels), *levels[0].shape[-2:], device=emb.device)
+        scores[:, len(levels) - 1] = 1
+        return PatchCoreOutput(scores, dist.view(B, h, w))
+
+    def evidence(self, levels, out: PatchCoreOutput, cfg) -> torch.Tensor:
+        return out.distances[:, None]

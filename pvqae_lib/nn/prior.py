@@ -18,6 +18,12 @@ from ..progress import progress_bar
 ATTENTION_ELEMENTS = 2 ** 26   # per inference chunk: 256 MB of float32 attention scores
 
 
+def class_tokens(categories: torch.Tensor, per_class: bool) -> torch.Tensor:
+    """The Budget Prior Transformer's class token of each image (its category index, ``categories``
+    (N,)): the category itself for a per-class prior, 0 (the one class) for the universal prior."""
+    return categories if per_class else torch.zeros_like(categories)
+
+
 class BudgetPrior(nn.Module):
     """One transformer block over [CLS, b_1, ..., b_N] with a learnable level embedding E ∈ R^{R×d}.
 
@@ -57,8 +63,10 @@ class BudgetPrior(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def predict(self, levels: torch.Tensor, classes: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
-        """The predicted normal budget B̂_norm as probabilities (B, N, R).
+    def predict(self, levels: torch.Tensor, classes: torch.Tensor | None = None, chunk: int | None = None
+                ) -> torch.Tensor:
+        """The predicted normal budget B̂_norm as probabilities (B, N, R), given each image's class
+        token (:func:`class_tokens`; None: the universal prior's, 0 for every image).
 
         Position i is predicted with only token i masked, all other tokens visible; the N masks are
         enumerated in one batched pass over (B·N) sequences, not a Python loop over positions.
@@ -67,6 +75,8 @@ class BudgetPrior(nn.Module):
         Call ``eval()`` first.
         """
         B, N = levels.shape
+        if classes is None:
+            classes = torch.zeros(B, dtype=torch.long, device=levels.device)
         chunk = chunk or max(1, ATTENTION_ELEMENTS // (self.cfg.heads * (N + 1) ** 2))
         eye = torch.eye(N, dtype=torch.bool, device=levels.device)
         seqs = levels[:, None, :].expand(B, N, N).reshape(B * N, N)           # copy i masks token i

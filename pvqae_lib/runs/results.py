@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import quick_profile
 from ..paths import RESULTS_DIR  # the one spelling of the results folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,13 +90,33 @@ INT_COLUMNS = ["image_size", "model.width", "model.codebook_size", "model.code_d
 IDENTITY = [c for c, _, _ in CONFIG_COLUMNS if c not in ("train.seed", "categories")]
 
 
+def as_profile(*columns: str) -> str:
+    """The condition that each of ``columns`` (index columns named as the settings, e.g.
+    ``train.lambda_max``) holds the quick profile's value: the selections below follow the config's
+    defaults rather than spelling them again."""
+    settings = flat(quick_profile().to_dict())
+    parts = []
+    for column in columns:
+        value = settings[column]
+        name = f"`{column}`" if "." in column else column
+        parts.append((name if value else f"not {name}") if isinstance(value, bool)
+                     else f"{name} == {value!r}")
+    return " and ".join(parts)
+
+
+def flat(config: dict) -> dict:
+    """{"model": {"tau": 1.0}} -> {"model.tau": 1.0}."""
+    return {f"{k}.{kk}" if isinstance(v, dict) else k: vv for k, v in config.items()
+            for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+
 # Conditions the selections share (pandas query syntax; dotted columns in backticks): the README's
 # headline (tools/results_pages.py), docs/status.md's feature table and the chapters select with them.
-QUICK_PIXEL = "profile == 'quick' and image_size == 64 and `model.backbone` == 'pixel'"
-PROFILE_TRAINING = ("`train.lambda_max` == 1.25 and `train.schedule` == 'linear' and `model.tau` == 1.0 "
-                    "and `train.augment`")
-PAPER_SCORE = ("`score.scorer` == 'pvqae' and not standardized and not `head.enabled` "
-               "and not `train.restore_anomalies`")                     # S = S_prior x S_recon, as the paper
+QUICK_PIXEL = f"profile == 'quick' and image_size == {quick_profile().model.image_size} and " + \
+    as_profile("model.backbone")
+PROFILE_TRAINING = as_profile("train.lambda_max", "train.schedule", "model.tau", "train.augment")
+PAPER_SCORE = (as_profile("score.scorer") + " and not standardized and "   # S = S_prior x S_recon, as the paper
+               + as_profile("head.enabled", "train.restore_anomalies"))
 VQ64 = "`model.quantizer` == 'vq' and `model.codebook_size` == 64"
 # Every MTSD run on the frozen EfficientNet-Lite0 pyramid (chapter 8b), its ablations included
 MTSD_LITE0 = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == 'efficientnet-lite0'"
@@ -103,8 +124,8 @@ MTSD_LITE0 = "dataset == 'mtsd' and profile == 'quick' and `model.backbone` == '
 LITE0_RUNS = MTSD_LITE0 + " and `model.feature_model` == 'decoder'"
 # ... and those with the profile's feature training (the paper's λ schedule, no noise, VQ, S_recon as the
 # reconstruction error). An ablation changes one of these: select it as LITE0_RUNS and that one column.
-LITE0 = (LITE0_RUNS + " and `train.lambda_max` == 1.25 and `train.schedule` == 'linear' "
-         "and `train.feature_noise` == 0 and `model.quantizer` == 'vq' and `score.feature_score` == 'recon'")
+LITE0 = LITE0_RUNS + " and " + as_profile("train.lambda_max", "train.schedule", "train.feature_noise",
+                                          "model.quantizer", "score.feature_score")
 # The code bank (chapter 8b): PVQAE's codebooks read as a memory bank, and its one-level peers
 BANK = MTSD_LITE0 + " and `model.feature_model` == 'bank'"
 # ... and on the synthetic data at the demo's 128 px (tools/synthetic_bank_runs.sh)

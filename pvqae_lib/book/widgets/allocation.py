@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 from ...config import ScoreConfig
-from ...engine.scoring import anomaly_maps
+from ...engine.scoring import anomaly_maps, blur_sigma
 from ..viz import LEVEL_COLORS, LEVEL_NAMES, panel_colorbar, to_numpy_image
 
 PRIORS = ("none", "universal", "per-class")
@@ -59,7 +59,7 @@ def allocation_view(trained, test_set, index: int, prior: str = "universal", cfg
         classes = trained.prior_classes(prior, test_set.categories[index:index + 1]).to(device)
     sc = anomaly_maps(trained.model, x, p, classes, cfg)
     H = x.shape[-1]
-    sigma = (cfg or ScoreConfig()).smooth_sigma * H / 64      # the same scaling as anomaly_maps
+    sigma = blur_sigma((cfg or ScoreConfig()).smooth_sigma, H)      # the same scaling as anomaly_maps
     routed, predicted = sc.routed[0].cpu().numpy(), sc.predicted[0].cpu().numpy()
     return {
         "index": index,

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ...engine.scoring import recon_score
+from ...nn.model import recon_score
 from ..viz import LEVEL_NAMES, level_handles, overlay_levels, to_numpy_image
 
 if TYPE_CHECKING:                 # for the annotations only: pandas is imported where it is used
