@@ -26,11 +26,34 @@ from .book import viz, widgets
 from .config import get_device, get_profile
 from .data import anomaly
 from .engine import fewshot, metrics, pipeline, scorers, scoring, segmentation, train
-from .nn import backbones, budget, codebank, discriminator, model, patchcore, prior, quantize, routing, ssim
+from .nn import (
+    backbones,
+    budget,
+    codebank,
+    detector,
+    discriminator,
+    factory,
+    model,
+    patchcore,
+    prior,
+    quantize,
+    routing,
+    ssim,
+)
 from .runs import results
 
 __all__ = [
-    "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "discriminator", "fewshot",
+    "anomaly", "backbones", "book", "budget", "codebank", "config", "data", "detector", "discriminator", "factory",
+    "fewshot",
     "metrics", "model", "patchcore", "paths", "pipeline", "prior", "quantize", "results", "routing", "scorers",
     "scoring", "segmentation", "ssim", "train", "viz", "widgets", "get_device", "get_profile",
 ]
+
+
+def __getattr__(name):
+    """``pv.inpaint`` (the optional diffusion extra, :mod:`pvqae_lib.data.inpaint`) is imported on first
+    use: ``import pvqae_lib`` never needs ``diffusers``."""
+    if name == "inpaint":
+        import importlib
+        return importlib.import_module(".data.inpaint", __name__)
+    raise AttributeError(f"module 'pvqae_lib' has no attribute {name!r}")

@@ -10,6 +10,8 @@ import stat
 import tempfile
 from pathlib import Path
 
+import torch
+
 
 class StorageError(ValueError):
     """A file that cannot be read or written (one line, names the path)."""
@@ -65,7 +67,6 @@ def _write_atomic(path: Path, write) -> None:
 def save_atomic(obj, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename: a crash never leaves half a file,
     a failed write (disk full, no such folder) leaves no temporary file."""
-    import torch
     _write_atomic(path, lambda f: torch.save(obj, f))
 
 
@@ -79,7 +80,6 @@ def write_json(obj, path: Path) -> None:
 
 def load_weights(path: Path):
     """torch.load that never runs code: tensors, dicts, lists, numbers and strings only."""
-    import torch
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -60,10 +60,15 @@ def cli(*args, cwd=None) -> None:
         raise SystemExit(f"failed ({out.returncode}): pvqae_lib {' '.join(map(str, args))}\n{out.stderr[-2000:]}")
 
 
+def provenance(key: str) -> bool:
+    """A field that differs run to run by design: timings, commits, commands, paths."""
+    return key in DROP or key.endswith(("seconds", "_command", "git_commit"))
+
+
 def numbers(obj):
     """The JSON without the fields that differ run to run (seconds, commits, paths)."""
     if isinstance(obj, dict):
-        return {k: numbers(v) for k, v in sorted(obj.items()) if k not in DROP}
+        return {k: numbers(v) for k, v in sorted(obj.items()) if not provenance(k)}
     if isinstance(obj, list):
         return [numbers(v) for v in obj]
     return obj
@@ -87,7 +92,8 @@ def weights(model_file: Path) -> dict:
 
 def predictions(folder: Path) -> list:
     with open(folder / "predictions.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k not in DROP} for row in csv.DictReader(f)]
+        return [{k: Path(v).name if k == "image" else v for k, v in row.items() if not provenance(k)}
+                for row in csv.DictReader(f)]
 
 
 def record(work: Path, mtsd: bool) -> dict:

@@ -11,13 +11,18 @@ every build (chapter 8b). Everything is read with ``weights_only=True``
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import time
 from dataclasses import fields, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from ..config import ModelConfig, Profile, TrainConfig, get_profile, lfq_implied
+from ..data import make_synthetic
 from ..engine.pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
 from ..engine.train import CheckpointError
 from ..nn.detector import batch_of
@@ -121,7 +126,6 @@ def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:
 
 def book_data(profile: Profile, split: str, categories=None):
     """The synthetic default at the profile's size (the data every chapter starts from)."""
-    from ..data import make_synthetic
     n = profile.num_train if split == "train" else profile.num_test
     return make_synthetic(split, profile.model.image_size, categories=categories, num_per_category=n,
                           seed=profile.train.seed)
@@ -199,16 +203,13 @@ def committed_provenance(name: str, start: Path | None = None) -> dict:
 
 def show_source(obj) -> None:
     """Display the library's own source of ``obj`` (a function or class), never a pasted copy."""
-    import inspect
-
-    from IPython.display import Code, display
+    from IPython.display import Code, display  # IPython: in a notebook only (the book layer runs outside one too)
     display(Code(inspect.getsource(obj), language="python"))
 
 
 def first_index(data, category: str, kind: str) -> int:
     """The index of the first image of ``category`` and ``kind`` (e.g. ``"good"``) in a dataset with
     ``category_names``, ``categories`` and ``kinds`` (every dataset of :mod:`pvqae_lib.data`)."""
-    import numpy as np
     cats = np.asarray(data.categories)
     kinds = np.asarray(list(data.kinds))
     hits = np.flatnonzero((cats == data.category_names.index(category)) & (kinds == kind))
@@ -220,7 +221,6 @@ def first_index(data, category: str, kind: str) -> int:
 def per_image_max(maps):
     """Each map divided by its own maximum, so every image spans 0 .. 1 (for showing maps side by side;
     never for scoring: it removes the differences between images that the image AUROC measures)."""
-    import numpy as np
     maps = np.asarray(maps, dtype=float)
     peak = maps.reshape(len(maps), -1).max(1)
     return maps / np.where(peak > 0, peak, 1.0)[:, None, None]
@@ -228,7 +228,6 @@ def per_image_max(maps):
 
 def moving_average(values, width: int = 10):
     """The running mean over ``width`` values (a loss curve made readable); shorter when fewer values."""
-    import numpy as np
     values = np.asarray(values, dtype=float)
     width = max(1, min(width, len(values)))
     return np.convolve(values, np.ones(width) / width, mode="valid")
@@ -238,7 +237,7 @@ def show_table(frame, percent: tuple = (), digits: int = 3, caption: str | None 
     """Render a pandas DataFrame as an HTML table: columns named in ``percent`` as percentages with one
     decimal, other floats with ``digits`` decimals, no index column unless it is named; cells are padded and
     do not wrap, and a table wider than the page scrolls sideways."""
-    from IPython.display import HTML, display
+    from IPython.display import HTML, display  # IPython: in a notebook only
     formats = {c: (lambda v: "" if v != v else f"{100 * v:.1f}") for c in percent if c in frame.columns}
     for column in frame.columns:
         if column not in formats and frame[column].dtype.kind == "f":
@@ -257,7 +256,7 @@ def show_table(frame, percent: tuple = (), digits: int = 3, caption: str | None 
 
 def say(markdown: str) -> None:
     """Show text generated from a run's numbers as Markdown, so the prose beside a result is that result."""
-    from IPython.display import Markdown, display
+    from IPython.display import Markdown, display  # IPython: in a notebook only
     display(Markdown(markdown))
 
 
@@ -290,7 +289,6 @@ def router_logits(trained, images, batch_size: int = 64, device=None):
     """The router's logits (N, R, h, w), on the CPU, of a trained PVQAE for images (N, 3, H, W) in
     [0, 1]; its evaluation-mode levels are ``.argmax(1)``. Works for the pixel model and for a
     feature-pyramid model (whose backbone maps are computed first, or read from the feature cache)."""
-    import torch
     model = trained.model.eval()
     device = device or model.device
     inputs = model.inputs(images)

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
+from scipy import ndimage
 
 LEVEL_COLORS = ["#3b6fb6", "#e8a90c", "#c2185b"]          # coarse (blue), middle (gold), fine (magenta)
 LEVEL_NAMES = ["coarse", "middle", "fine"]
@@ -25,7 +28,6 @@ def show_image(ax, image, title: str | None = None, mask=None, color: str = "yel
     if mask is not None and np.asarray(mask).any():
         outline = np.asarray(mask).squeeze() > 0.5
         if margin > 0:
-            from scipy import ndimage
             outline = ndimage.binary_dilation(outline, iterations=margin)
         ax.contour(outline, levels=[0.5], colors=color, linewidths=0.8)
     ax.set_title(title or "", fontsize=9)
@@ -37,7 +39,6 @@ def draw_level_grid(ax, levels, extent, alpha: float = 0.25, linewidth: float = 
     coarse patch filled lightly in its level's colour, outlined in it, and cut into the cells its
     level spends (1, 2 x 2 or 4 x 4 codes: the finer the level, the denser the grid), so the levels
     can be told apart by the grid alone, in grey print too."""
-    from matplotlib.patches import Rectangle
     levels = np.asarray(levels).astype(int)
     h, w = levels.shape
     W, H = extent[1], extent[2]
@@ -120,7 +121,6 @@ def heat_overlay(image, heat, vmax: float, alpha: float = 0.5) -> np.ndarray:
 
 def level_handles(num_levels: int = 3):
     """Legend handles for the levels as :func:`draw_level_grid` draws them (outlined, lightly filled)."""
-    from matplotlib.patches import Patch
     return [Patch(facecolor=LEVEL_COLORS[r], alpha=0.6, edgecolor=LEVEL_COLORS[r], lw=1.5,
                   label=f"{LEVEL_NAMES[r]} ({4 ** r} code{'s' if r else ''} per patch)")
             for r in range(num_levels)]
@@ -211,7 +211,6 @@ def level_share_by(values, levels, bins: int = 5, num_levels: int = 3, edges=Non
     per bin the mean value, the number of patches and the share routed to each level of ``levels``
     (same shape, ints). Returns a pandas DataFrame, one row per bin, with a column
     ``finer than coarse`` (the share above level 0)."""
-    import pandas as pd
     values = np.asarray(values, dtype=float).ravel()
     levels = np.asarray(levels).astype(int).ravel()
     if values.shape != levels.shape:

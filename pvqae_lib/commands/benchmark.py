@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import get_profile, replace
+from ..engine.benchmark import run_benchmark
 from ..flags import UsageError
 from ..runs.folder import check_writable_file, git_commit, machine
 from ..storage import write_json
@@ -32,7 +33,6 @@ def check_sizes(args) -> None:
 
 
 def command(args) -> int:
-    from ..engine.benchmark import run_benchmark
     out_json = Path(args.json) if args.json else None
     if out_json:
         check_writable_file(out_json, args.force)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from ..config import get_device
+from ..config import get_device, profile_from_dict
+from ..data import DATASET_NAMES
+from ..engine.pipeline import load_trained
 from ..flags import UsageError
-from ..runs.folder import RunError, RunLock, is_run_dir
-from ..storage import os_reason
+from ..nn.factory import build_model
+from ..runs.folder import CONFIG, MODEL_FILE, RunError, RunLock, is_run_dir
+from ..storage import os_reason, read_json
 
 
 def device_of(args) -> torch.device:
@@ -46,7 +50,6 @@ def check_buildable(model_cfg, what: str | None = None) -> None:
     """Build the pixel model once and run one image through it: a size or width the architecture
     does not accept fails here, before anything is written (feature backbones check their sizes in
     ModelConfig). ``what``: the flags to blame (default ``--image-size N``)."""
-    from ..nn.factory import build_model
     if getattr(model_cfg, "backbone", "pixel") != "pixel":
         try:
             build_model(model_cfg)            # a feature model: its sizes were checked by ModelConfig
@@ -69,8 +72,6 @@ MAX_IMAGE_SIZE = 4096        # a recorded image side above this is not one this 
 def check_run_config(run: dict, path: Path) -> None:
     """A run's config.json as ``train`` writes it, checked before anything is loaded or scored:
     RunError naming the file and the field otherwise (a hand-edited or damaged file)."""
-    from ..config import profile_from_dict
-    from ..data import DATASET_NAMES
 
     def bad(field, why):
         raise RunError(f"run configuration {path}: {field} {why}")
@@ -114,7 +115,6 @@ def differing_settings(saved: dict, recorded: dict, keys=None) -> list[str]:
 def check_model_matches(trained, run: dict, run_dir: Path) -> None:
     """The finished model must be the one config.json describes (model, backbone, sizes): a model.pt
     copied from another run is refused, naming both."""
-    from dataclasses import asdict
     saved = asdict(trained.model_config)
     recorded = run["profile"]["model"]
     diff = differing_settings(saved, recorded, ("model", "backbone", "quantizer", "image_size", "width", "code_dim",
@@ -128,9 +128,6 @@ def check_model_matches(trained, run: dict, run_dir: Path) -> None:
 def open_checked_run(run_dir: Path, device):
     """(the finished model, config.json) of a run, each checked (:func:`check_run_config`,
     :func:`check_model_matches`) before it is used."""
-    from ..engine.pipeline import load_trained
-    from ..runs.folder import CONFIG, MODEL_FILE
-    from ..storage import read_json
     run = read_json(run_dir / CONFIG, "run configuration")
     check_run_config(run, run_dir / CONFIG)
     trained = load_trained(run_dir / MODEL_FILE, device)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
+from ..book.viz import show_heat, show_image
 from ..config import get_profile, with_backbone
+from ..engine.pipeline import default_prior, load_trained, score
 from ..flags import UsageError
 from ..runs.folder import CONFIG, MODEL_FILE, command_line, load_split
 from ..storage import StorageError, read_json
@@ -141,12 +145,9 @@ def demo_figure(out: Path, runs: Path | None = None, names=("pvqae", "vqvae"), p
     defect kind (every other one), scored as ``evaluate`` scores them by default; each model's column
     shares one scale, 0 to the 99.5th percentile of its maps on these images, drawn as a colorbar."""
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")                 # before pyplot: a file, never a window (why the import is here)
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from ..book.viz import show_heat, show_image
-    from ..engine.pipeline import default_prior, load_trained, score
     runs = runs or out
     run = read_json(runs / names[0] / CONFIG, "run configuration")
     test_set = load_split(run, "test")

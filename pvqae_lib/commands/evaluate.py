@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import profile_from_dict
-from ..engine.pipeline import default_prior
+from ..engine.pipeline import default_prior, evaluate
 from ..flags import SCORE_SECTIONS, UsageError, applied, given_settings
 from ..runs.folder import check_run, check_writable_file, git_commit, load_split, machine
 from ..storage import write_json
@@ -47,7 +47,6 @@ def describe_scoring(prior: str, cfg) -> str:
 
 
 def command(args) -> int:
-    from ..engine.pipeline import evaluate
     run_dir = Path(args.run)
     check_run(run_dir)
     out_json = Path(args.json)

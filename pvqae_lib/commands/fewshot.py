@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config import get_profile
+from ..engine.fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
 from ..flags import UsageError
 from ..runs.folder import check_writable_file, git_commit, machine
 from ..storage import write_json
@@ -25,7 +26,6 @@ def check_args(args) -> None:
 
 def command(args) -> int:
     """run_fewshot for every shot count and seed, one JSON."""
-    from ..engine.fewshot import FewShotConfig, fewshot_table, format_fewshot_table, run_fewshot
     out_json = Path(args.json)
     check_writable_file(out_json, args.force)
     check_args(args)

@@ -11,6 +11,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from ..book.viz import heat_overlay, to_numpy_image
+from ..data import image_files
+from ..engine.pipeline import normal_maps, normal_percentile, score, score_files
 from ..flags import UsageError
 from ..runs.folder import (
     RunLock,
@@ -85,9 +91,7 @@ def category_of(args, trained, prior: str, cfg):
 
 def normal_scores_of(trained, run, category, prior, cfg, reference, device):
     """The image scores of the run's held-out normal images of ``category`` (all when None)."""
-    import numpy as np
 
-    from ..engine.pipeline import score
     test_set = load_split(run, "test")
     keep = test_set.labels.numpy() == 0
     if category is not None:
@@ -101,7 +105,6 @@ def normal_scores_of(trained, run, category, prior, cfg, reference, device):
 
 def write_maps(args, scoring, files, names, partial: Path, normal_scores) -> tuple[list, list, list]:
     """Score ``files`` chunk by chunk into heat-map pictures in ``partial``; (csv rows, scores, percentiles)."""
-    from ..engine.pipeline import normal_percentile, score_files
     trained, category, prior, cfg, reference, device = scoring
     vmax = None if normal_scores is None else float(normal_scores.max())   # red: as high as any normal image's peak
     rows, scores, percentiles = [["image", "score", "normal_percentile", "anomalous", "map"]], [], []
@@ -175,10 +178,7 @@ def write_locked(args, out: Path, work):
 
 
 def command(args) -> int:
-    import numpy as np
 
-    from ..data import image_files
-    from ..engine.pipeline import normal_maps
     run_dir, out = Path(args.run), Path(args.out)
     check_run(run_dir)
     previous = check_out(args, out)
@@ -218,10 +218,7 @@ def command(args) -> int:
 def save_heat_picture(image, heat, vmax: float | None, path: Path) -> None:
     """The image beside its heat map (:func:`pvqae_lib.book.viz.heat_overlay`; ``vmax`` None: the map's
     own maximum), scaled up by whole pixels to at least 256 px high, as a PNG."""
-    import numpy as np
-    from PIL import Image
 
-    from ..book.viz import heat_overlay, to_numpy_image
     vmax = float(heat.max()) if vmax is None else vmax
     picture = np.concatenate([np.round(to_numpy_image(image) * 255).astype(np.uint8),
                               heat_overlay(image, heat, vmax)], axis=1)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..config import Profile, get_profile, lfq_implied, profile_from_dict, replace, with_backbone
 from ..data import check_dataset, mtsd_split, read_train_list
+from ..engine.batches import data_fingerprint
+from ..engine.pipeline import fit, save_trained
+from ..engine.train import CheckpointError, distributed_context, load_checkpoint
 from ..flags import UsageError, apply_settings, config_settings, given_settings, show
 from ..runs.folder import (
     CHECKPOINT,
@@ -148,7 +152,6 @@ def check_resume_flags(args, run: dict, out: Path) -> None:
 
 def saved_run(args, out: Path) -> tuple[dict, Profile]:
     """(config.json, its profile) of the run ``--resume`` continues, checked against the flags."""
-    from ..engine.train import CheckpointError, load_checkpoint
     config_path = out / CONFIG
     if not (out / CHECKPOINT).is_file():
         raise CheckpointError(f"cannot resume: run directory {out} has no {CHECKPOINT}"
@@ -169,7 +172,6 @@ def saved_run(args, out: Path) -> tuple[dict, Profile]:
 def check_checkpoint_is_the_runs(ckpt: dict, profile: Profile, out: Path) -> None:
     """``--resume``: the checkpoint's model and training settings must be config.json's (a checkpoint
     copied from another run would load weights of another width, or continue another schedule)."""
-    from dataclasses import asdict
     saved = {"model": ckpt.get("model_config"), "train": ckpt.get("train_config")}
     recorded = {"model": asdict(profile.model), "train": asdict(profile.train)}
     diff = []
@@ -234,7 +236,6 @@ def training_images(run: dict, profile: Profile):
 def check_same_images(run: dict, train_set, out: Path, resume: bool) -> None:
     """A new run records its training images' fingerprint in config.json; ``--resume`` refuses to go
     on when the images it would now train on are not those (a dataset changed on disk)."""
-    from ..engine.batches import data_fingerprint
     now = data_fingerprint(train_set.images)
     if not resume:
         run["data"]["fingerprint"] = now
@@ -268,8 +269,6 @@ def start_writing(args, out: Path, run: dict, wrote: list) -> None:
 
 
 def command(args) -> int:
-    from ..engine.pipeline import fit, save_trained
-    from ..engine.train import distributed_context
     out = Path(args.out)
     check_train_out(out, args.force)
     check_outside_dataset(out, args.root)

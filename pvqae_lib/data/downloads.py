@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .archives import ARCHIVE_SUFFIXES, check_archive, extract, one_line
 from .imageset import DataError
 
@@ -296,7 +298,6 @@ def _fetch(url, part: Path, meta: Path, sha256, chunk_size, progress, label, may
 def _stream(response, part: Path, mode: str, start: int, total, chunk_size: int, progress: bool, label: str):
     """Copy the body to ``part``; a failure to write raises ``_WriteFailed``, a failure to read the
     network's OSError/HTTPException."""
-    from tqdm.auto import tqdm
 
     try:
         f = open(part, mode)

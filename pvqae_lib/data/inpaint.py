@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .anomaly import AnomalyConfig, anomaly_mask, blend
 
@@ -36,7 +37,6 @@ def require_diffusers():
 
 def _to_pil(x: torch.Tensor, size: int, mode: str):
     """(C, H, W) in [0, 1] -> a PIL image of size x size ('RGB' bicubic, or 'L' nearest for masks)."""
-    from PIL import Image
     array = (x.detach().float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
     if mode == "L":
         return Image.fromarray(array[0], "L").resize((size, size), Image.NEAREST)

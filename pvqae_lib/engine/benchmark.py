@@ -44,7 +44,9 @@ from dataclasses import replace
 import torch
 
 from ..config import get_profile, with_backbone
+from ..nn.backbones import extract_features, load_backbone
 from ..nn.detector import batch_of, num_inputs
+from ..nn.patchcore import PatchCore, PatchCoreConfig
 from ..nn.prior import BudgetPrior
 from .scoring import anomaly_maps
 from .train import build_trainer, train_step
@@ -113,8 +115,6 @@ def _measure_features(backbone_name: str, model_name: str, size: int, batch_size
     """One feature-backbone row: extraction images/s, then PVQAE's training step on cached features
     (the training loop's own step, :func:`pvqae_lib.engine.train.train_step`) or PatchCore's fit per
     training image, then scoring ms per image (end to end, and the model alone)."""
-    from ..nn.backbones import extract_features, load_backbone
-    from ..nn.patchcore import PatchCore, PatchCoreConfig
     torch.manual_seed(0)
     dev = torch.device(device)
     p = with_backbone(get_profile(profile), backbone_name)

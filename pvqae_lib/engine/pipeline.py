@@ -19,6 +19,7 @@ from ..config import (
     ScoreConfig,
     from_dict,
 )
+from ..data import load_images
 from ..nn.factory import build_model, detector_class
 from ..nn.prior import BudgetPrior, class_tokens, fit_prior
 from ..storage import save_atomic
@@ -260,7 +261,6 @@ def score_files(trained: Trained, files: list, category: str, prior: str = "univ
     show ``category``, one of the run's categories (it picks the class token of a per-class prior
     and the normal maps ``cfg.standardize`` compares with: ``reference``, from :func:`normal_maps`,
     computed once for every chunk). This is ``predict``'s scoring."""
-    from ..data import load_images
     trained.check_category(category)
     cfg = cfg or ScoreConfig()
     scorer = scorer_of(trained, prior, cfg, device)

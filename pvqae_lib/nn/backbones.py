@@ -28,8 +28,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..config import BACKBONES, PIXEL  # noqa: F401  (the names of the choices live with the configs)
+from ..paths import cache_dir
 from ..storage import StorageError, save_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)        # torchvision's input normalisation (wide-resnet50)
@@ -229,7 +231,6 @@ def backbone_channels(name: str) -> tuple:
 
 def feature_cache_dir() -> Path:
     """``features/`` in the model cache (:func:`pvqae_lib.paths.cache_dir`), never in the repository."""
-    from ..paths import cache_dir
     return cache_dir() / "features"
 
 
@@ -266,7 +267,6 @@ def extract_features(backbone: FeaturePyramid, images: torch.Tensor, batch_size:
     chunks = []
     starts = range(0, len(images), batch_size)
     if progress:
-        from tqdm.auto import tqdm
         starts = tqdm(starts, desc=f"{backbone.name} features", leave=False)
     for start in starts:
         chunks.append([f.to(torch.float16).cpu() for f in backbone(images[start:start + batch_size].to(device))])

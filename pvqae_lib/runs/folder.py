@@ -20,6 +20,7 @@ Loading never executes code: :func:`load_weights` is ``torch.load(weights_only=T
 """
 from __future__ import annotations
 
+import torch
 import errno
 import json
 import os
@@ -40,6 +41,9 @@ from ..storage import (
     write_json,
     write_text,
 )
+from ..data import load_dataset, make_synthetic
+from ..engine.pipeline import load_trained
+from ..paths import RESULTS_DIR
 
 CONFIG = "config.json"
 MODEL_FILE = "model.pt"
@@ -59,7 +63,6 @@ class RunError(StorageError):
 def git_commit(where: Path | None = None) -> str:
     """The commit the code ran from, '-dirty' when tracked files outside RESULTS_DIR had uncommitted
     changes (a series of runs writes its results there without dirtying the next run), or 'unknown'."""
-    from ..paths import RESULTS_DIR
     where = where or Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
@@ -79,7 +82,6 @@ def command_line(argv: list[str]) -> str:
 
 def machine() -> str:
     """The hardware and software a measurement ran on, as one line for results and timing tables."""
-    import torch
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -109,7 +111,7 @@ class RunLock:
         self.path = self.folder / LOCK
 
     def acquire(self) -> RunLock:
-        import fcntl
+        import fcntl                    # POSIX only: imported where the lock is taken
         while True:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -275,13 +277,11 @@ def check_run(run_dir: Path) -> None:
 
 def open_run(run_dir: Path, device):
     """(the finished model of a run directory, its config.json as a dict)."""
-    from ..engine.pipeline import load_trained
     return load_trained(run_dir / MODEL_FILE, device), read_json(run_dir / CONFIG, "run configuration")
 
 
 def load_split(run: dict, split: str):
     """The train or test ImageSet a run was (or is) made on, from its recorded dataset settings."""
-    from ..data import load_dataset, make_synthetic
     d = run["data"]
     if d["dataset"] == "synthetic":
         n = d["num_train"] if split == "train" else d["num_test"]

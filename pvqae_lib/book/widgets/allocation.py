@@ -16,7 +16,16 @@ from matplotlib.colors import ListedColormap
 
 from ...config import ScoreConfig
 from ...engine.scoring import anomaly_maps, blur_sigma
-from ..viz import LEVEL_COLORS, LEVEL_NAMES, panel_colorbar, to_numpy_image
+from ..viz import (
+    LEVEL_COLORS,
+    LEVEL_NAMES,
+    level_legend,
+    overlay_levels,
+    panel_colorbar,
+    show_heat,
+    show_image,
+    to_numpy_image,
+)
 
 PRIORS = ("none", "universal", "per-class")
 
@@ -167,7 +176,6 @@ def plot_budget_maps(test_set, indices, routed, predicted: dict):
     the routed budget ``routed[k]`` (h, w) and each prior's predicted budget ``predicted[kind][k]``
     (h, w), drawn as outlined level grids (:func:`pvqae_lib.book.viz.overlay_levels`) with one legend;
     a predicted panel's title counts the patches where it differs from the routed budget."""
-    from ..viz import level_legend, overlay_levels, show_image
     fig, axes = plt.subplots(len(indices), 2 + len(predicted), figsize=(1.5 * (2 + len(predicted)),
                                                                       1.45 * len(indices) + 0.5), squeeze=False)
     for row, i in enumerate(indices):
@@ -190,7 +198,6 @@ def plot_factors(test_set, s_prior_units, s_recon, s, prior_vmax: float = 4.0):
     (defect outlined), ``s_prior_units`` (S_prior in units of the uniform share, on the fixed scale
     0 .. ``prior_vmax``), ``s_recon`` and ``s`` (each from 0 to its image's maximum); every heat map
     has its colorbar, and a label gives the map's maximum."""
-    from ..viz import show_heat, show_image
     columns = {"$S_{prior}$ / uniform share": (s_prior_units, prior_vmax), "$S_{recon}$": (s_recon, None),
                "$S$ (smoothed)": (s, None)}
     fig, axes = plt.subplots(len(test_set), 4, figsize=(9.4, 2.2 * len(test_set)), squeeze=False)

@@ -9,17 +9,20 @@ static fallback). Neither needs a browser; tests/test_widgets_lam.py checks them
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
+from ...engine.pipeline import evaluate
 from ...nn.model import recon_score
+from ...runs.results import beyond_spread as spread_rule
+from .. import book_model
+from .. import sweep_profile as book_sweep_profile
 from ..viz import LEVEL_NAMES, level_handles, overlay_levels, to_numpy_image
-
-if TYPE_CHECKING:                 # for the annotations only: pandas is imported where it is used
-    import pandas as pd
 
 
 def pick_model(models: dict, lam: float):
@@ -126,9 +129,7 @@ def sweep_profile(profile):
     """Chapter 5's shortened profile for its sweeps: ``pv.book.sweep_profile`` (fewer epochs), then a
     third of the training and test images, half the batch size (more, smaller steps for the same
     compute) and a sixth of the prior's training steps."""
-    from dataclasses import replace
 
-    from .. import sweep_profile as book_sweep_profile
     sp = book_sweep_profile(profile)
     return replace(sp, num_train=sp.num_train // 3, num_test=sp.num_test // 3,
                    train=replace(sp.train, batch_size=max(1, sp.train.batch_size // 2)),
@@ -152,9 +153,7 @@ def warm_sweeps(profile, progress: bool = False) -> dict:
     """Train (or load) every model of Chapter 5's sweeps into the book's cache, as
     ``pv.book.warm_book_cache`` does for the shared models, so the chapter's own run only loads
     them; returns seconds per model."""
-    import time
 
-    from .. import book_model
     sp, seconds = sweep_profile(profile), {}
     for run in sweep_settings():
         t0 = time.time()
@@ -170,8 +169,6 @@ def sweep_run(profile, test_set, **overrides) -> tuple:
     overrides, image / pixel AUROC, PRO, the routed shares of the normal test images
     (``coarse`` / ``middle`` / ``fine``), their ``mean level`` (0 coarse .. 2 fine) and
     ``end budget`` (the unweighted budget loss over the last tenth of training)."""
-    from ...engine.pipeline import evaluate
-    from .. import book_model
     trained = book_model(profile, "pvqae", progress=False, prior_kinds=("universal",), **overrides)
     result = evaluate(trained, test_set, "universal")
     shares = np.asarray(result["resolution_share"]["normal"], dtype=float)
@@ -187,7 +184,6 @@ def seed_spread(rows, by: str, metrics) -> pd.DataFrame:
     """Mean and sample standard deviation over seeds: ``rows`` a DataFrame with a column ``by`` (the
     setting, e.g. ``lambda_max``) and one row per seed; one row per setting, columns
     ``<metric> mean``, ``<metric> std`` and ``seeds``."""
-    import pandas as pd
     grouped = pd.DataFrame(rows).groupby(by)
     out = pd.DataFrame({"seeds": grouped.size()})
     for metric in metrics:
@@ -199,7 +195,6 @@ def seed_spread(rows, by: str, metrics) -> pd.DataFrame:
 def beyond_spread(spread, a, b, metric: str) -> bool:
     """Whether settings ``a`` and ``b`` of :func:`seed_spread` differ in ``metric`` by more than the
     sum of their seed standard deviations: :func:`pvqae_lib.runs.results.beyond_spread` on this table's columns."""
-    from ...runs.results import beyond_spread as spread_rule
     return spread_rule(spread, a, b, metric, sep=" ")
 
 
