@@ -21,8 +21,9 @@ import torch.distributed as dist
 
 from pvqae_lib.engine.train import CHECKPOINT, load_checkpoint
 
-pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                                reason="torch.distributed with the gloo backend is not available in this build")
+pytestmark = [pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                 reason="torch.distributed with the gloo backend is not available in this build"),
+              pytest.mark.slow]             # torchrun starts two processes per test
 
 TRAIN = ["train", "--dataset", "synthetic", "--profile", "quick", "--epochs", "2", "--num-train", "4",
          "--image-size", "32", "--batch-size", "2", "--width", "8", "--codebook-size", "16",
