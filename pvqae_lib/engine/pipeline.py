@@ -20,6 +20,7 @@ from ..config import (
     from_dict,
 )
 from ..data import load_images
+from ..nn.detector import batch_of
 from ..nn.factory import build_model, detector_class
 from ..nn.prior import BudgetPrior, class_tokens, fit_prior
 from ..storage import save_atomic
@@ -238,17 +239,20 @@ def head_scores(trained: Trained, data, cfg: ScoreConfig | None = None, batch_si
 
 @torch.no_grad()
 def autoencode(model, images: torch.Tensor, batch_size: int = 64, device=None) -> tuple[torch.Tensor, list]:
-    """The model's own reconstructions (with the router's budget) and code indices of many images.
+    """An autoencoder's own reconstructions (with the router's budget) and code indices of many images.
 
-    images (N, 3, H, W); the model runs in eval mode, in batches, on its device (or ``device``).
-    Returns (recon (N, 3, H, W), [indices (N, h_r, w_r) for each quantized level]), on the CPU. The
-    chapters use it to look at what the codes keep; scoring has its own pass (:func:`score`).
+    images (N, 3, H, W); the detector runs in eval mode, in batches, on its device (or ``device``), on
+    the inputs its backbone makes (the images, or their pyramid's maps: then the reconstruction is of
+    the standardized features). Returns (recon, [indices (N, h_r, w_r) for each quantized level]), on
+    the CPU. The chapters use it to look at what the codes keep; scoring has its own pass
+    (:func:`score`).
     """
     model.eval()
-    device = device or next(model.parameters()).device
+    device = device or model.device
+    inputs = model.inputs(images)
     recons, indices = [], []
     for start in range(0, len(images), batch_size):
-        out = model(images[start:start + batch_size].to(device))
+        out = model(batch_of(inputs, slice(start, start + batch_size), device))
         recons.append(out.recon.cpu())
         indices.append([i.cpu() for i in out.indices])
     return torch.cat(recons), [torch.cat(level) for level in zip(*indices)]
