@@ -1,12 +1,26 @@
 """Tests for the pure functions of the repository scripts in tools/ (not a package: loaded from their files).
 
 tools/time_chapters.py: the markdown table of chapter times, the README block it rewrites and the
-chapter list read from _toc.yml. (The results tables, once tools/results_table.py, are
+chapter list read from _toc.yml; tools/check_book.py's page checks and book/_ext/chapter_figures.py's
+per-chapter figure numbers. (The results tables, once tools/results_table.py, are
 pvqae_lib.results, tested in tests/test_results.py.) No notebook is executed and the real README.md
 is never written.
 """
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 from conftest import load_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(f"_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +199,31 @@ def test_check_book_counts_a_figure_not_drawn_for_want_of_data():
     other = '<figure class="align-default" id="fig-y"><img src="../_images/a.png"/></figure>'
     assert len(cb.NOT_DRAWN.findall(note + other)) == 1
     assert len(cb.NOT_DRAWN.findall(other + other)) == 0        # a figure with a picture is not a note
+
+
+def test_figures_are_numbered_per_chapter():
+    """book/_ext/chapter_figures.py renumbers Sphinx's book-wide figure numbers from 1 per chapter,
+    in document order, with the chapter label of the file name (7b stays 7b)."""
+    cf = load_module("chapter_figures", ROOT / "book" / "_ext" / "chapter_figures.py")
+    assert [cf.chapter_label(d) for d in ("book/03_routing", "book/07b_evaluation",
+                                          "book/10_synthetic_anomalies", "book/intro")] == ["3", "7b", "10", None]
+    book_wide = {"book/07b_evaluation": {"figure": {"b": (12,), "a": (11,)}, "table": {"t": (4,)}},
+                 "book/intro": {"figure": {"x": (1,)}}}
+    assert cf.per_chapter(book_wide) == {"book/07b_evaluation": {"figure": {"a": ("7b", 1), "b": ("7b", 2)},
+                                                                  "table": {"t": ("7b", 1)}},
+                                         "book/intro": {"figure": {"x": (1,)}}}
+
+
+def test_check_book_fails_figures_numbered_across_the_book(tmp_path):
+    cb = load_tool("check_book")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_x\n")
+    (tmp_path / "book" / "03_x.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))
+    html = tmp_path / "html" / "book"
+    html.mkdir(parents=True)
+    (html / "intro.html").write_text("<article>intro</article>")
+    figure = '<span class="caption-number">Fig. {} </span><img src="_images/a.png">'
+    (html / "03_x.html").write_text("<article>" + figure.format("3.1") + figure.format("3.2") + "</article>")
+    assert cb.check(tmp_path / "html", tmp_path)[0] == []
+    (html / "03_x.html").write_text("<article>" + figure.format("9") + figure.format("10") + "</article>")
+    assert cb.check(tmp_path / "html", tmp_path)[0] == ["book/03_x: figures not numbered per chapter (3.n): 9, 10"]

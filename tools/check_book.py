@@ -10,6 +10,8 @@ For every chapter notebook in _toc.yml, its page _build/html/<file>.html must
      (_images/) or embed them (data:image/...), plus inline <svg> outputs of cells.
 A notebook whose metadata has {"pvqae": {"placeholder": true}} is a placeholder chapter: it is
 exempt from rule 3 (and listed as such); remove the flag when the chapter is written.
+  4. number its figures per chapter: every caption number reads "Fig. <chapter>.<n>" with the
+     chapter's label from its file name (book/_ext/chapter_figures.py assigns them).
 Every other page of _toc.yml (intro, bibliography) must exist and show no traceback, and the
 bibliography page must list at least one entry.
 """
@@ -24,6 +26,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+from chapter_figures import chapter_label  # noqa: E402  (the book's extension: one definition)
+
 MIN_FIGURES = 2
 TRACEBACK_MARKERS = {
     # any "Traceback", except the token name in the Pygments CSS that IPython's Code display embeds
@@ -38,6 +43,7 @@ INLINE_SVG = re.compile(r'<div class="output text_html"><svg\b|<div class="outpu
 # A numbered figure whose data is not on the building machine (MTSD beside a clean clone) holds this
 # note instead of a picture (chapters 3, 4, 8, 8b); it counts as a figure of the page, and is reported.
 NOT_DRAWN = re.compile(r"<figure\b(?:(?!</figure>).)*?this figure was not drawn", re.S | re.I)
+CAPTION_NUMBER = re.compile(r'<span class="caption-number">[^<0-9]*([0-9][0-9a-z.]*?)\.?\s*</span>')
 BIB_ENTRY = re.compile(r'role="doc-biblioentry"')  # one per entry (sphinxcontrib-bibtex 2.x)
 
 
@@ -97,6 +103,12 @@ def check(html_dir: Path, root: Path = ROOT) -> tuple[list[str], list[str]]:
                     failures.append(f"{file}: {figures} figure(s){absent}, at least {MIN_FIGURES} expected")
                 else:
                     notes.append(f"{file}: ok, {figures} figures{absent}")
+            label = chapter_label(file)
+            numbers = CAPTION_NUMBER.findall(html)
+            wrong = [n for n in numbers if label and n.split(".")[0] != label]
+            if wrong:
+                failures.append(f"{file}: figures not numbered per chapter ({label}.n): "
+                                + ", ".join(wrong[:5]))
         if Path(file).name == "bibliography":
             entries = len(BIB_ENTRY.findall(html))
             if entries == 0:
