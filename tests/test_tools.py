@@ -227,3 +227,39 @@ def test_check_book_fails_figures_numbered_across_the_book(tmp_path):
     assert cb.check(tmp_path / "html", tmp_path)[0] == []
     (html / "03_x.html").write_text("<article>" + figure.format("9") + figure.format("10") + "</article>")
     assert cb.check(tmp_path / "html", tmp_path)[0] == ["book/03_x: figures not numbered per chapter (3.n): 9, 10"]
+
+
+def _notebook(tmp_path, *cells):
+    """A notebook of code cells given as (source, tags)."""
+    path = tmp_path / "01_x.ipynb"
+    path.write_text(json.dumps({"metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": list(tags)}, "outputs": [], "source": source}
+        for source, tags in cells]}))
+    return path
+
+
+def test_source_check_finds_long_lines_shown_plotting_and_prose_cells(tmp_path):
+    cb = load_tool("check_book")
+    long = "x = 1  # " + "y" * 90 + "\n"
+    plotting = "fig, ax = plt.subplots(1, 2)\nax[0].imshow(img)\nax[1].plot(curve)\nax[1].set_title('t')\n"
+    prose = 'a = table.loc["x", "y"]\npv.book.say(f"It is {a:.1f}.")\npv.book.check(a > 0, "positive")\n'
+    findings = cb.source_findings(_notebook(tmp_path, (long, []), (plotting, []), (prose, ["remove-input"])))
+    assert findings == ["code cell 1: 1 line(s) over 88 columns (line 1)",
+                        "code cell 2: plotting code shown (tag it hide-input)",
+                        "code cell 3: exists only to write prose (Markdown with glued numbers)"]
+    # hidden code may be long or plot; a removed cell may write what it likes; a cell that shows
+    # something else besides its sentence is not a prose cell
+    assert cb.source_findings(_notebook(tmp_path, (long + plotting, ["hide-input"]), (prose, ["remove-cell"]),
+                                        (prose + "display(table)\n", []))) == []
+    assert not cb.writes_only_prose("model = train()\nprint(model)\n")
+    assert not cb.is_plotting("model = train()\nresult = evaluate(model)\nax.plot(result)\n")
+
+
+def test_source_check_of_the_repository_chapters():
+    """Every chapter passes the source rules, except those still listed as pending (which must exist,
+    so that the list is emptied rather than left stale)."""
+    cb = load_tool("check_book")
+    failures, _ = cb.check_sources()
+    assert failures == []
+    names = {p.stem for p in (ROOT / "book").glob("*.ipynb")}
+    assert set(cb.SOURCE_CHECK_PENDING) <= names
