@@ -263,3 +263,9 @@ def test_source_check_of_the_repository_chapters():
     assert failures == []
     names = {p.stem for p in (ROOT / "book").glob("*.ipynb")}
     assert set(cb.SOURCE_CHECK_PENDING) <= names
+
+
+def test_concept_figures_are_current():
+    """tools/concept_figures.py draws the same SVGs as the committed ones (deterministic output)."""
+    cf = load_tool("concept_figures")
+    assert cf.stale() == [], "run: python tools/concept_figures.py"
