@@ -192,7 +192,8 @@ def lfq_sign():
         arrow(ax, (1.75, y), (3.45, y))
     ax.text(2.6, 2.2, "$q = \\mathrm{sign}(z)$", fontsize=9, ha="center")
     ax.text(3.8, 2.45, "code $q$", fontsize=8, ha="center", color=NOTE)
-    idx = box(ax, 5.7, 1.4, 1.9, 0.9, "signs read as bits\n1, 0, 1, 0 (bit $i$ = 1\nwhere $q_i > 0$)\n→ code index 5", MODEL, size=8)
+    idx = box(ax, 5.7, 1.4, 1.9, 0.9, "signs read as bits\n1, 0, 1, 0 (bit $i$ = 1\nwhere $q_i > 0$)\n"
+              "→ code index 5", MODEL, size=8)
     arrow(ax, (4.15, 1.4), idx["l"])
     note = box(ax, 7.95, 1.4, 1.7, 1.2, "no codebook to\nsearch: $2^4 = 16$\nimplicit codes;\n"
                "entropy loss\nkeeps them in use", EVAL, size=8)
