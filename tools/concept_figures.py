@@ -130,20 +130,20 @@ def vq_lookup():
     arrow(ax, x["r"], enc["l"])
     blues = ["#9ecae1", "#6baed6", "#c6dbef", "#4292c6", "#9ecae1", "#c6dbef", "#6baed6", "#9ecae1",
              "#4292c6"]
-    grid(ax, 3.05, 1.25, 3, 0.3, blues, "$z_e$: one vector per patch")
+    grid(ax, 3.05, 1.25, 3, 0.3, blues, "$z = E(x)$: one vector per patch")
     arrow(ax, enc["r"], (3.05, 1.7))
     cb_colors = ["#e6550d", "#31a354", "#756bb1", "#3182bd", "#fdae6b"]
-    ax.text(5.35, 2.75, "codebook $e_1, \\dots, e_K$", fontsize=8, ha="center", color=NOTE)
+    ax.text(5.35, 2.75, "codebook $Q = \\{q_1, \\dots, q_K\\}$", fontsize=8, ha="center", color=NOTE)
     for k, c in enumerate(cb_colors):
         ax.add_patch(Rectangle((4.6 + 0.3 * k, 2.3), 0.28, 0.28, fc=c, ec="#444444", lw=0.5))
         ax.text(4.74 + 0.3 * k, 2.2, f"{k + 1}", fontsize=7, ha="center", va="top", color=NOTE)
-    look = box(ax, 5.35, 1.55, 1.5, 0.6, "nearest code\n$k = \\mathrm{argmin}_j\\, \\|z_e - e_j\\|$", MODEL,
+    look = box(ax, 5.35, 1.55, 1.5, 0.6, "nearest code\n$\\mathrm{argmin}_m\\, \\|z - q_m\\|$", MODEL,
                size=8)
     arrow(ax, (4.0, 1.7), look["l"])
     arrow(ax, (5.35, 2.18), look["t"])
     idx = ["#3182bd", "#31a354", "#756bb1", "#e6550d", "#3182bd", "#756bb1", "#31a354", "#3182bd",
            "#e6550d"]
-    grid(ax, 6.45, 1.25, 3, 0.3, idx, "$z_q = e_k$")
+    grid(ax, 6.45, 1.25, 3, 0.3, idx, "$z_q$: the nearest codes")
     arrow(ax, look["r"], (6.45, 1.7))
     dec = box(ax, 8.3, 1.7, 1.0, 0.7, "decoder\n$\\hat x$", MODEL)
     arrow(ax, (7.4, 1.7), dec["l"])
@@ -242,7 +242,8 @@ def draw(out: Path) -> list[Path]:
     with plt.rc_context(STYLE):
         for name, make in FIGURES.items():
             fig = make()
-            fig.savefig(out / name, format="svg", metadata={"Date": None, "Creator": None})
+            fig.savefig(out / name, format="svg", bbox_inches="tight", pad_inches=0.08,
+                        metadata={"Date": None, "Creator": None})
             plt.close(fig)
             paths.append(out / name)
     return paths
