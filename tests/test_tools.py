@@ -247,10 +247,12 @@ def test_source_check_finds_long_lines_shown_plotting_and_prose_cells(tmp_path):
     assert findings == ["code cell 1: 1 line(s) over 88 columns (line 1)",
                         "code cell 2: plotting code shown (tag it hide-input)",
                         "code cell 3: exists only to write prose (Markdown with glued numbers)"]
-    # hidden code may be long or plot; a removed cell may write what it likes; a cell that shows
-    # something else besides its sentence is not a prose cell
-    assert cb.source_findings(_notebook(tmp_path, (long + plotting, ["hide-input"]), (prose, ["remove-cell"]),
-                                        (prose + "display(table)\n", []))) == []
+    # folded code may plot but not be cut when unfolded; removed code may be long; a removed cell may
+    # write what it likes; a cell that shows something else besides its sentence is not a prose cell
+    assert cb.source_findings(_notebook(tmp_path, (plotting, ["hide-input"]), (long, ["remove-input"]),
+                                        (prose, ["remove-cell"]), (prose + "display(table)\n", []))) == []
+    assert cb.source_findings(_notebook(tmp_path, (long, ["hide-input"]))) == [
+        "code cell 1: 1 line(s) over 88 columns (line 1)"]
     assert not cb.writes_only_prose("model = train()\nprint(model)\n")
     assert not cb.is_plotting("model = train()\nresult = evaluate(model)\nax.plot(result)\n")
 
