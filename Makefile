@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test unit warm nbval book check-book times results clean
+.PHONY: setup demo test unit warm nbval book check-book page-metrics times results clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -56,9 +56,14 @@ book: warm
 	status=$$?; echo "jupyter-book build: $$(( $$(date +%s) - start )) s"; exit $$status
 	$(PY) tools/check_book.py
 
-## check-book: check an existing build (pages, figures, no tracebacks, bibliography)
+## check-book: check an existing build (pages, figures, no tracebacks, bibliography, the sources)
 check-book: $(STAMP)
 	$(PY) tools/check_book.py
+
+## page-metrics: each built page's height and cut code blocks at 1280 px, in headless Chromium
+## (a page over 12,000 px fails)
+page-metrics: $(STAMP)
+	$(PY) tools/page_metrics.py
 
 ## times: the shared models trained into a fresh cache (timed), then seconds per chapter on a fresh
 ## kernel (quick profile), as a markdown table; also updates

@@ -271,3 +271,13 @@ def test_concept_figures_are_current():
     """tools/concept_figures.py draws the same SVGs as the committed ones (deterministic output)."""
     cf = load_tool("concept_figures")
     assert cf.stale() == [], "run: python tools/concept_figures.py"
+
+
+def test_page_metrics_reads_what_its_probe_wrote():
+    pm = load_tool("page_metrics")
+    metrics = {"height": 11975, "cut": [{"columns": 103, "start": "def f(x) -> int:"}]}
+    dom = '<body data-metrics="' + json.dumps(metrics).replace("&", "&amp;").replace('"', "&quot;").replace(
+        ">", "&gt;") + '"><article></article></body>'
+    assert pm.parse(dom) == metrics
+    assert pm.parse("<body></body>") is None
+    assert "</body>" in pm.PROBE and "scrollHeight" in pm.PROBE
