@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import load_tool
 
 cc = load_tool("colab_cell")
@@ -100,6 +101,7 @@ def _mtsd_zip(path) -> None:
         z.writestr(prefix + "MT_Crack/Imgs/c0.png", image(255, "PNG"))
 
 
+@pytest.mark.slow
 def test_the_cell_on_a_simulated_colab(tmp_path):
     """The generated cell, run as Colab would run it: it clones the repository (a local clone of this
     checkout's commit, on a branch named as _config.yml says), installs the library with pip
