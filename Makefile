@@ -5,7 +5,7 @@ PY      := .venv/bin/python
 PIP     := .venv/bin/pip
 STAMP   := .venv/.installed
 
-.PHONY: setup demo test unit warm nbval book check-book times results clean
+.PHONY: setup demo test unit warm nbval book check-book page-metrics times results clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -33,12 +33,17 @@ test: unit nbval book
 unit: $(STAMP)
 	$(PY) -m pytest tests -q
 
-## warm: train the models the chapters share, once (they are cached on disk, never in the repository)
+## warm: train the models the chapters share, once (they are cached on disk, never in the repository).
+## warm, nbval, book and times run one torch thread per process unless OMP_NUM_THREADS is set (on the
+## 2-core CPU two threads per process made the first `make book` run 36 minutes, one thread trained the
+## same models in 342 s) and print unbuffered, so each model's line appears as it is trained.
+RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1 PVQAE_PROFILE=quick
+
 warm: $(STAMP)
-	PVQAE_PROFILE=quick $(PY) tools/warm_cache.py
+	$(RUN) $(PY) tools/warm_cache.py
 
 nbval: warm
-	PVQAE_PROFILE=quick $(PY) -m pytest --nbval-lax -p no:cacheprovider book -q
+	$(RUN) $(PY) -m pytest --nbval-lax -p no:cacheprovider book -q
 
 ## book: the rendered book in _build/html (quick profile, every chapter executed). The JavaScript for
 ## offline math and widgets comes from npm first; -W -n --keep-going turns every warning into a
@@ -47,19 +52,24 @@ nbval: warm
 ## the built pages.
 book: warm
 	bash tools/fetch_js.sh
-	start=$$(date +%s); PVQAE_PROFILE=quick .venv/bin/jupyter-book build . --all -W -n --keep-going; \
+	start=$$(date +%s); $(RUN) .venv/bin/jupyter-book build . --all -W -n --keep-going; \
 	status=$$?; echo "jupyter-book build: $$(( $$(date +%s) - start )) s"; exit $$status
 	$(PY) tools/check_book.py
 
-## check-book: check an existing build (pages, figures, no tracebacks, bibliography)
+## check-book: check an existing build (pages, figures, no tracebacks, bibliography, the sources)
 check-book: $(STAMP)
 	$(PY) tools/check_book.py
+
+## page-metrics: each built page's height and cut code blocks at 1280 px, in headless Chromium
+## (a page over 12,000 px fails)
+page-metrics: $(STAMP)
+	$(PY) tools/page_metrics.py
 
 ## times: the shared models trained into a fresh cache (timed), then seconds per chapter on a fresh
 ## kernel (quick profile), as a markdown table; also updates
 ## the marked block of README.md when it has one
 times: $(STAMP)
-	PVQAE_PROFILE=quick $(PY) tools/time_chapters.py --fresh-cache --write-readme
+	$(RUN) $(PY) tools/time_chapters.py --fresh-cache --write-readme
 
 ## results: regenerate what is made from the committed results (book/_static/results/*.json): the index
 ## (index.csv), the book's results page (book/results.md), the README's headline table and the

@@ -15,7 +15,7 @@ URL = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)")
 
 
 def test_every_chapter_of_the_plan_is_in_the_toc():
-    # DESIGN §4's ten chapters, chapter 7b (evaluation, split from 7 by issue 23) after 7, and chapter 8b
+    # the ten chapters of the plan, chapter 7b (evaluation, split from 7 by issue 23) after 7, and chapter 8b
     # (PVQAE on a pretrained feature pyramid) after 8
     stems = [p.stem for p in CHAPTERS]
     assert len(CHAPTERS) == 12 and stems.index("08b_pretrained_features") == stems.index("08_real_datasets") + 1

@@ -1,11 +1,25 @@
 """Tests for the pure functions of the repository scripts in tools/ (not a package: loaded from their files).
 
 tools/time_chapters.py: the markdown table of chapter times, the README block it rewrites and the
-chapter list read from _toc.yml. (tools/results_pages.py, the results page and tables, is tested in
+chapter list read from _toc.yml; tools/check_book.py's page checks and book/_ext/chapter_figures.py's
+per-chapter figure numbers. (tools/results_pages.py, the results page and tables, is tested in
 tests/test_results.py.) No notebook is executed and the real README.md is never written.
 """
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 from conftest import load_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(f"_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +198,85 @@ def test_check_book_counts_a_figure_not_drawn_for_want_of_data():
     other = '<figure class="align-default" id="fig-y"><img src="../_images/a.png"/></figure>'
     assert len(cb.NOT_DRAWN.findall(note + other)) == 1
     assert len(cb.NOT_DRAWN.findall(other + other)) == 0        # a figure with a picture is not a note
+
+
+def test_figures_are_numbered_per_chapter():
+    """book/_ext/chapter_figures.py renumbers Sphinx's book-wide figure numbers from 1 per chapter,
+    in document order, with the chapter label of the file name (7b stays 7b)."""
+    cf = load_module("chapter_figures", ROOT / "book" / "_ext" / "chapter_figures.py")
+    assert [cf.chapter_label(d) for d in ("book/03_routing", "book/07b_evaluation",
+                                          "book/10_synthetic_anomalies", "book/intro")] == ["3", "7b", "10", None]
+    book_wide = {"book/07b_evaluation": {"figure": {"b": (12,), "a": (11,)}, "table": {"t": (4,)}},
+                 "book/intro": {"figure": {"x": (1,)}}}
+    assert cf.per_chapter(book_wide) == {"book/07b_evaluation": {"figure": {"a": ("7b", 1), "b": ("7b", 2)},
+                                                                  "table": {"t": ("7b", 1)}},
+                                         "book/intro": {"figure": {"x": (1,)}}}
+
+
+def test_check_book_fails_figures_numbered_across_the_book(tmp_path):
+    cb = load_tool("check_book")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/03_x\n")
+    (tmp_path / "book" / "03_x.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))
+    html = tmp_path / "html" / "book"
+    html.mkdir(parents=True)
+    (html / "intro.html").write_text("<article>intro</article>")
+    figure = '<span class="caption-number">Fig. {} </span><img src="_images/a.png">'
+    (html / "03_x.html").write_text("<article>" + figure.format("3.1") + figure.format("3.2") + "</article>")
+    assert cb.check(tmp_path / "html", tmp_path)[0] == []
+    (html / "03_x.html").write_text("<article>" + figure.format("9") + figure.format("10") + "</article>")
+    assert cb.check(tmp_path / "html", tmp_path)[0] == ["book/03_x: figures not numbered per chapter (3.n): 9, 10"]
+
+
+def _notebook(tmp_path, *cells):
+    """A notebook of code cells given as (source, tags)."""
+    path = tmp_path / "01_x.ipynb"
+    path.write_text(json.dumps({"metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"tags": list(tags)}, "outputs": [], "source": source}
+        for source, tags in cells]}))
+    return path
+
+
+def test_source_check_finds_long_lines_shown_plotting_and_prose_cells(tmp_path):
+    cb = load_tool("check_book")
+    long = "x = 1  # " + "y" * 90 + "\n"
+    plotting = "fig, ax = plt.subplots(1, 2)\nax[0].imshow(img)\nax[1].plot(curve)\nax[1].set_title('t')\n"
+    prose = 'a = table.loc["x", "y"]\npv.book.say(f"It is {a:.1f}.")\npv.book.check(a > 0, "positive")\n'
+    findings = cb.source_findings(_notebook(tmp_path, (long, []), (plotting, []), (prose, ["remove-input"])))
+    assert findings == ["code cell 1: 1 line(s) over 88 columns (line 1)",
+                        "code cell 2: plotting code shown (tag it hide-input)",
+                        "code cell 3: exists only to write prose (Markdown with glued numbers)"]
+    # folded code may plot but not be cut when unfolded; removed code may be long; a removed cell may
+    # write what it likes; a cell that shows something else besides its sentence is not a prose cell
+    assert cb.source_findings(_notebook(tmp_path, (plotting, ["hide-input"]), (long, ["remove-input"]),
+                                        (prose, ["remove-cell"]), (prose + "display(table)\n", []))) == []
+    assert cb.source_findings(_notebook(tmp_path, (long, ["hide-input"]))) == [
+        "code cell 1: 1 line(s) over 88 columns (line 1)"]
+    assert not cb.writes_only_prose("model = train()\nprint(model)\n")
+    assert not cb.is_plotting("model = train()\nresult = evaluate(model)\nax.plot(result)\n")
+
+
+def test_source_check_of_the_repository_chapters():
+    """Every chapter passes the source rules, except those still listed as pending (which must exist,
+    so that the list is emptied rather than left stale)."""
+    cb = load_tool("check_book")
+    failures, _ = cb.check_sources()
+    assert failures == []
+    names = {p.stem for p in (ROOT / "book").glob("*.ipynb")}
+    assert set(cb.SOURCE_CHECK_PENDING) <= names
+
+
+def test_concept_figures_are_current():
+    """tools/concept_figures.py draws the same SVGs as the committed ones (deterministic output)."""
+    cf = load_tool("concept_figures")
+    assert cf.stale() == [], "run: python tools/concept_figures.py"
+
+
+def test_page_metrics_reads_what_its_probe_wrote():
+    pm = load_tool("page_metrics")
+    metrics = {"height": 11975, "cut": [{"columns": 103, "start": "def f(x) -> int:"}]}
+    dom = '<body data-metrics="' + json.dumps(metrics).replace("&", "&amp;").replace('"', "&quot;").replace(
+        ">", "&gt;") + '"><article></article></body>'
+    assert pm.parse(dom) == metrics
+    assert pm.parse("<body></body>") is None
+    assert "</body>" in pm.PROBE and "scrollHeight" in pm.PROBE

@@ -2,7 +2,11 @@
 
 The cell clones the book's repository on Colab, so the committed results and trained models come
 with it (a ``pip install`` of the library alone would leave the chapters without them), installs the
-library from that clone and runs the chapter from its folder. Anywhere else it does nothing. The
+library from that clone (keeping Colab's torch: the requirement is ``torch>=2.1`` with no upper
+bound), fetches MTSD with the library's verified downloader into /content/data and points
+``$PVQAE_MTSD`` (read by ``pv.paths.mtsd_root``) at it, so the real-tile sections run, and runs the
+chapter from its folder. Anywhere else it does nothing (tests/test_colab_cell.py runs it both in a
+simulated Colab and off it). The
 repository's URL and branch are read from ``_config.yml``, the one place that holds them.
 
     python tools/colab_cell.py          # rewrite the cells that differ
@@ -36,8 +40,9 @@ def repository() -> tuple[str, str]:
 def cell_source() -> str:
     url, branch = repository()
     return (
-        "# Colab only: clone the book's repository (its committed results and models come with it), install\n"
-        "# its library and run from the chapter's folder. Elsewhere this cell does nothing.\n"
+        "# Colab only: clone the book's repository (its committed results and models come with\n"
+        "# it), install its library, fetch MTSD for the real-tile sections and run from the\n"
+        "# chapter's folder. Elsewhere this cell does nothing.\n"
         "# (Written by tools/colab_cell.py from _config.yml, the one place that holds the URL.)\n"
         "import os\n"
         "import subprocess\n"
@@ -46,10 +51,18 @@ def cell_source() -> str:
         'if "google.colab" in sys.modules:\n'
         f'    repo, home = "{url}", "/content/pvqae-book"\n'
         "    if not os.path.isdir(home):\n"
-        f'        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}", repo, home], check=True)\n'
-        '        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", home], check=True)\n'
+        f'        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}",\n'
+        "                        repo, home], check=True)\n"
+        "        # torch>=2.1 with no upper bound: pip keeps the torch Colab installed\n"
+        '        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", home],\n'
+        "                       check=True)\n"
         "    sys.path.insert(0, home)\n"
-        '    os.chdir(f"{home}/book")'
+        '    os.chdir(f"{home}/book")\n'
+        "    import pvqae_lib as pv\n"
+        "\n"
+        "    # MTSD by the library's verified downloader (size, archive test, safe unpacking);\n"
+        "    # a second run finds it unpacked and returns at once\n"
+        '    os.environ["PVQAE_MTSD"] = str(pv.data.download("mtsd", "/content/data"))'
     )
 
 

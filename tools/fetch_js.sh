@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the JavaScript the built book needs to render offline (DESIGN §7), from npm, into
+# Fetch the JavaScript the built book needs to render offline, from npm, into
 # book/_vendor/_static/offline/ (book/_vendor/ is gitignored). _config.yml lists book/_vendor in
 # html_extra_path, so Sphinx copies it over the output root and the files land in
 # _build/html/_static/offline/, which is where Sphinx resolves the relative mathjax_path and

@@ -11,7 +11,7 @@ from nothing; without it the chapters use whatever cache $PVQAE_CACHE (or the de
 
 Each notebook runs with nbclient in its own kernel, from the notebook's folder (as the book build
 does), with PVQAE_PROFILE=quick unless --profile says otherwise. The output is a markdown table of
-seconds per chapter and the total, with the machine it was measured on (DESIGN §2: each chapter at
+seconds per chapter and the total, with the machine it was measured on (the time budget: each chapter at
 most 3 min and the book at most 20 min on a 2-core CPU). With --write-readme the table replaces the
 block between the markers <!-- chapter-times --> and <!-- /chapter-times --> in README.md, if both
 markers are there. A failing chapter is reported in the table and makes the exit status 1.
@@ -38,7 +38,7 @@ from pvqae_lib.runs.folder import machine  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- chapter-times -->", "<!-- /chapter-times -->"
 WARM_ROW = "shared models (tools/warm_cache.py, fresh cache)"
-LIMIT_CHAPTER, LIMIT_BOOK = 180, 20 * 60  # seconds, quick profile on a 2-core CPU (DESIGN §2)
+LIMIT_CHAPTER, LIMIT_BOOK = 180, 20 * 60  # seconds, quick profile on a 2-core CPU (the time budget)
 
 
 def chapters_from_toc(toc_path: Path = ROOT / "_toc.yml") -> list[Path]:
