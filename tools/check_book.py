@@ -78,9 +78,7 @@ HARMLESS_CALLS = {"say", "check", "glue"}  # calls that show nothing else
 SOURCE_CHECK_PENDING = (
     "07b_evaluation",
     "08_real_datasets", "09_lookup_free_quantization", "10_synthetic_anomalies",
-    # being rewritten on another branch (chapters 3, 5, 6, 7, 8b)
-    "03_routing", "05_progressive_budget", "06_budget_prior", "07_scoring_evaluation",
-    "08b_pretrained_features",
+    "03_routing", "05_progressive_budget", "08b_pretrained_features",
 )
 
 
