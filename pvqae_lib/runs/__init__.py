@@ -1,0 +1,1 @@
+"""Runs: a run folder (provenance, locks, overwrite rules) and the committed results index."""
