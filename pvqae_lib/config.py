@@ -376,6 +376,18 @@ def profile_from_dict(data: dict) -> Profile:
                       if k in {f.name for f in fields(Profile)}})
 
 
+def flat_settings(config: dict) -> dict:
+    """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
+    flat = {}
+    for section, value in config.items():
+        if isinstance(value, dict):
+            flat.update({f"{section}.{k}": v for k, v in value.items()})
+        else:
+            flat[section] = value
+    return flat
+
+
+
 def from_dict(cls, data: dict):
     """Rebuild a config dataclass from ``asdict`` output, ignoring keys it does not know."""
     names = {f.name for f in fields(cls)}
@@ -384,4 +396,4 @@ def from_dict(cls, data: dict):
 
 __all__ = ["with_backbone", "FEATURE_IMAGE_SIZE", "ModelConfig", "TrainConfig", "PriorConfig", "ScoreConfig",
            "HeadConfig", "Profile", "quick_profile", "full_profile", "get_profile", "get_device", "from_dict",
-           "profile_from_dict", "replace"]
+           "profile_from_dict", "flat_settings", "replace"]

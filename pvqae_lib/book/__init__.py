@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ModelConfig, Profile, TrainConfig, get_profile, lfq_implied
+from ..config import ModelConfig, Profile, TrainConfig, flat_settings, get_profile, lfq_implied
 from ..data import make_synthetic
 from ..engine.pipeline import PRIOR_KINDS, Trained, fit, load_trained, save_trained
 from ..engine.train import CheckpointError
@@ -91,18 +91,6 @@ def changed_settings(config: dict, base: Profile | None = None) -> dict:
     base = (base or get_profile(config["name"])).to_dict()
     old, new = (flat_settings(json.loads(json.dumps(c))) for c in (base, config))   # tuples and lists compare equal
     return {k: v for k, v in new.items() if k in old and k != "name" and old[k] != v}
-
-
-def flat_settings(config: dict) -> dict:
-    """{"model": {"tau": 1.0}, "num_train": 160} -> {"model.tau": 1.0, "num_train": 160}."""
-    flat = {}
-    for section, value in config.items():
-        if isinstance(value, dict):
-            flat.update({f"{section}.{k}": v for k, v in value.items()})
-        else:
-            flat[section] = value
-    return flat
-
 
 
 def sweep_of(results: dict, setting: str, besides: tuple = ()) -> dict:

@@ -318,3 +318,15 @@ def standardize_levels(levels: list[torch.Tensor], mean: torch.Tensor, std: torc
         out.append((f.float() - mean[start:start + c].view(1, -1, 1, 1)) / std[start:start + c].view(1, -1, 1, 1))
         start += c
     return out
+
+
+class PyramidStatistics:
+    """For a detector on a frozen pyramid: the training maps' per-channel mean and spread, kept in its
+    ``mean`` and ``std`` buffers (the feature autoencoder and the code bank standardize with them)."""
+
+    @torch.no_grad()
+    def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
+        """Per-channel mean and spread of the training maps ``levels`` (:func:`channel_statistics`)."""
+        mean, std = channel_statistics(levels, batch_size)
+        self.mean.copy_(mean)
+        self.std.copy_(std)

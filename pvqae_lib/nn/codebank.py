@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig, TrainConfig
-from .backbones import channel_statistics, resample, standardize_levels
+from .backbones import PyramidStatistics, resample, standardize_levels
 from .budget import budget_loss, lambda_at
 from .detector import Detector
 from .patchcore import greedy_coreset
@@ -68,7 +68,7 @@ def nearest_code(z: torch.Tensor, codebook: torch.Tensor, chunk: int = 4096) -> 
     return torch.cat(dist), torch.cat(index)
 
 
-class CodeBankPVQAE(Detector):
+class CodeBankPVQAE(PyramidStatistics, Detector):
     """PVQAE with its codebooks read as a memory bank (this module's docstring).
 
     ``cfg.model`` 'pvqae': one codebook per level and the router; 'membank': one level
@@ -100,13 +100,6 @@ class CodeBankPVQAE(Detector):
         return getattr(self, f"codebook{r}")
 
     # -------------------------------------------------------------------------- descriptors
-
-    @torch.no_grad()
-    def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
-        """Per-channel mean and spread of the training maps (:func:`pvqae_lib.nn.model.channel_statistics`)."""
-        mean, std = channel_statistics(levels, batch_size)
-        self.mean.copy_(mean)
-        self.std.copy_(std)
 
     def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level as z-scores of the training features, averaged over its 3x3 neighbourhood."""

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import ModelConfig, ScoreConfig
-from .backbones import FINEST_STRIDE, channel_statistics, resample, standardize_levels
+from .backbones import FINEST_STRIDE, PyramidStatistics, resample, standardize_levels
 from .detector import Detector, batch_of, num_inputs
 from .quantize import build_quantizer
 from .routing import DynamicRouter
@@ -230,7 +230,7 @@ class VQVAE(PixelAutoencoder):
 
 # ------------------------------------------------------------------------------- on a feature pyramid
 
-class FeatureAutoencoder(Detector):
+class FeatureAutoencoder(PyramidStatistics, Detector):
     """PVQAE (or a baseline) above a frozen pretrained pyramid: this book's extension (chapter 8).
 
     The input is the pyramid's maps, coarsest first (:mod:`pvqae_lib.nn.backbones`); everything above
@@ -278,13 +278,6 @@ class FeatureAutoencoder(Detector):
         # of MTSD's 640 tiles costs seconds on a CPU, not minutes)
         self.decoder = nn.Sequential(nn.Conv2d(cfg.code_dim, hid, 3, padding=1, padding_mode=PAD_MODE), nn.GELU(),
                                      nn.Conv2d(hid, hid, 1), nn.GELU(), nn.Conv2d(hid, sum(channels), 1))
-
-    @torch.no_grad()
-    def set_statistics(self, levels: list[torch.Tensor], batch_size: int = 64) -> None:
-        """Per-channel mean and spread of the training images' features (:func:`channel_statistics`)."""
-        mean, std = channel_statistics(levels, batch_size)
-        self.mean.copy_(mean)
-        self.std.copy_(std)
 
     def standardized(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Each level, per channel, as z-scores of the training features."""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import quick_profile
+from ..config import flat_settings, quick_profile
 from ..paths import RESULTS_DIR  # the one spelling of the results folder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def as_profile(*columns: str) -> str:
     """The condition that each of ``columns`` (index columns named as the settings, e.g.
     ``train.lambda_max``) holds the quick profile's value: the selections below follow the config's
     defaults rather than spelling them again."""
-    settings = flat(quick_profile().to_dict())
+    settings = flat_settings(quick_profile().to_dict())
     parts = []
     for column in columns:
         value = settings[column]
@@ -102,12 +102,6 @@ def as_profile(*columns: str) -> str:
         parts.append((name if value else f"not {name}") if isinstance(value, bool)
                      else f"{name} == {value!r}")
     return " and ".join(parts)
-
-
-def flat(config: dict) -> dict:
-    """{"model": {"tau": 1.0}} -> {"model.tau": 1.0}."""
-    return {f"{k}.{kk}" if isinstance(v, dict) else k: vv for k, v in config.items()
-            for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])}
 
 
 # Conditions the selections share (pandas query syntax; dotted columns in backticks): the README's
