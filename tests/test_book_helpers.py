@@ -85,3 +85,17 @@ def test_book_training_is_deterministic_on_one_machine(tmp_path, monkeypatch):
         for key, value in a.priors[kind].state_dict().items():
             assert torch.equal(value, b.priors[kind].state_dict()[key]), (kind, key)
     np.testing.assert_array_equal(pv.pipeline.score(a, test)["image"], pv.pipeline.score(b, test)["image"])
+
+
+def test_book_model_trains_on_named_categories_under_their_own_key(monkeypatch):
+    """``categories`` changes the training data and is part of the cache key; without it the
+    call is the one every chapter makes (no extra key)."""
+    import pvqae_lib.book as book
+
+    calls = []
+    monkeypatch.setattr(book, "trained_model", lambda profile, data, dataset, **kw: calls.append(
+        (data.category_names, kw["extra"])))
+    profile = book.get_profile("quick")
+    book.book_model(profile, "pvqae", categories="label", lambda_max=2.5)
+    book.book_model(profile, "pvqae")
+    assert calls == [(["label"], {"categories": ["label"]}), (["tile", "weave", "disc"], None)]

@@ -9,6 +9,7 @@ from PIL import Image
 from pvqae_lib.data import (
     CATEGORIES,
     DEFECT_KINDS,
+    EXTRA_CATEGORIES,
     DataError,
     augment,
     concat,
@@ -22,6 +23,7 @@ from pvqae_lib.data import (
     render,
     synthetic,
 )
+from pvqae_lib.nn.budget import patch_entropy
 
 REAL_MTSD = Path("/work/shared/data/mtsd")
 
@@ -99,7 +101,7 @@ def test_synthetic_normals_vary():
         assert (x[1:] - x[0]).abs().mean() > 0.01
 
 
-@pytest.mark.parametrize("category", CATEGORIES)
+@pytest.mark.parametrize("category", CATEGORIES + EXTRA_CATEGORIES)
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
 def test_defect_changes_exactly_the_masked_pixels(category, kind):
     """Render the same surface with and without the defect (same random stream): the changed pixels
@@ -125,10 +127,29 @@ def test_synthetic_any_size_scales_features(size):
     assert 0.002 < area.mean() < 0.06  # same fraction of the image at every size
 
 
+def test_label_category_only_on_request():
+    """The default data keeps its three categories; 'label' is made when named."""
+    assert make_synthetic("train", size=32, num_per_category=1).category_names == list(CATEGORIES)
+    s = make_synthetic("test", size=32, num_per_category=6, categories="label")
+    assert s.category_names == ["label"] and set(s.kinds) == {"good", *DEFECT_KINDS}
+
+
+def test_label_richness_varies_inside_the_image():
+    """The label category's point (chapter 3): flat surface and dense print in one image, so the
+    DWT entropy of its patches spreads far more within an image than on the tile or the weave."""
+    def spread(category):
+        x = make_synthetic("train", size=64, num_per_category=12, categories=category).images
+        e = patch_entropy(x, 8).flatten(1)
+        return (e.quantile(0.9, 1) - e.quantile(0.1, 1)).mean().item()
+
+    label = spread("label")
+    assert label > 0.25 and label > 2 * max(spread("tile"), spread("weave"))
+
+
 def test_synthetic_errors():
     with pytest.raises(DataError, match="split"):
         make_synthetic("val")
-    with pytest.raises(DataError, match="known: tile, weave, disc"):
+    with pytest.raises(DataError, match="known: tile, weave, disc, label"):
         make_synthetic("train", categories=["wood"])
     with pytest.raises(DataError, match="size"):
         make_synthetic("train", size=4)

@@ -120,12 +120,13 @@ def book_data(profile: Profile, split: str, categories=None):
 
 
 def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bool = True,
-               prior_kinds=PRIOR_KINDS, **overrides) -> Trained:
+               prior_kinds=PRIOR_KINDS, categories=None, **overrides) -> Trained:
     """A model trained on the synthetic default, shared by every chapter through the disk cache.
 
     ``overrides`` change the model or training configuration (e.g. ``lambda_max=2.5``,
     ``schedule='cosine'``, ``tau=0.5``, ``vq_level=1``) and are part of the cache key, as is
-    ``prior_kinds`` when it is not both priors.
+    ``prior_kinds`` when it is not both priors. ``categories`` trains on those synthetic
+    categories instead of the default three (e.g. ``"label"``, chapter 3); also part of the key.
     """
     overrides = book_overrides(profile, model, overrides)
     mkeys = {f.name for f in fields(ModelConfig)}
@@ -136,8 +137,10 @@ def book_model(profile: Profile, model: str = "pvqae", device=None, progress: bo
     model_cfg = replace(profile.model, model=model, **{k: v for k, v in overrides.items() if k in mkeys})
     train_cfg = replace(profile.train, **{k: v for k, v in overrides.items() if k in tkeys})
     p = replace(profile, model=model_cfg, train=train_cfg)
-    return trained_model(p, book_data(p, "train"), "synthetic", device=device, progress=progress,
-                         prior_kinds=prior_kinds)
+    extra = None if categories is None else {"categories": [categories] if isinstance(categories, str)
+                                             else list(categories)}
+    return trained_model(p, book_data(p, "train", categories), "synthetic", device=device,
+                         progress=progress, extra=extra, prior_kinds=prior_kinds)
 
 
 def sweep_profile(profile: Profile) -> Profile:
@@ -146,7 +149,11 @@ def sweep_profile(profile: Profile) -> Profile:
 
 
 # The models the chapters share (chapter 2: both VQ-VAEs; 3, 5-7: PVQAE; 9: PVQAE with LFQ).
-BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae", {"quantizer": "lfq"}))
+# chapter 3 and 5's printed-label part: the paper's λmax and twice it (three seeds), and 5
+LABEL_MODELS = tuple(("pvqae", {"categories": "label", "lambda_max": lam, "seed": seed})
+                     for lam, seed in ((1.25, 0), (2.5, 0), (2.5, 1), (2.5, 2), (5.0, 0)))
+BOOK_MODELS = (("vqvae", {}), ("vqvae", {"vq_level": 0}), ("pvqae", {}), ("pvqae", {"quantizer": "lfq"}),
+               *LABEL_MODELS)
 
 
 def book_overrides(profile: Profile, model: str, overrides: dict) -> dict:

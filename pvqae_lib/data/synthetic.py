@@ -12,6 +12,12 @@ Categories (normal images)
     disc   a simple object: a washer (ring with a centre hole) on a plain darker background, with
            jitter in position, size, brightness and lighting direction.
 
+One more category is made on request only (``categories="label"``), never by default, so the
+default data and every model trained on it stay as they are:
+    label  a smooth tile-like surface carrying a printed label (rows of glyphs and a barcode) at a
+           random place: context richness varies *inside* the image, flat surface beside dense
+           print, which is what a router that allocates per patch needs (chapter 3).
+
 Defect kinds
     scratch  a thin straight or slightly curved line, brighter or darker
     hole     a small dark blob with an irregular rim (a blowhole)
@@ -37,7 +43,8 @@ import torch
 
 from .imageset import DataError, ImageSet, check_split
 
-CATEGORIES = ("tile", "weave", "disc")
+CATEGORIES = ("tile", "weave", "disc")   # the default set
+EXTRA_CATEGORIES = ("label",)             # made only when named
 DEFECT_KINDS = ("scratch", "hole", "crack", "stain")
 
 # --- difficulty knobs (the lead tunes these) -------------------------------------------------
@@ -138,7 +145,45 @@ def _disc(rng, S: int):
     return grey[..., None] * tint, foreground.astype(np.float32)
 
 
-SURFACES = {"tile": _tile, "weave": _weave, "disc": _disc}
+def _print_row(rng, n: int) -> np.ndarray:
+    """One row of print as n samples across the label: each glyph's ink darkness, 0 between glyphs."""
+    ink, x = np.zeros(n, np.float32), 0
+    while x < n:
+        for _ in range(rng.integers(2, 7)):                        # a word of 2 to 6 glyphs
+            width = int(n * rng.choice([0.015, 0.025, 0.04]))
+            ink[x:x + width] = rng.uniform(0.3, 1.0)                 # print of uneven darkness
+            x += width + int(n * 0.015)                              # the gap between glyphs
+        x += int(n * rng.uniform(0.03, 0.06))                        # the gap between words
+    return ink
+
+
+def _label(rng, S: int):
+    """A tile-like surface with a printed label: flat surface and dense print in one image."""
+    surface, foreground = _tile(rng, S)
+    y, x = _grid(S)
+    h, w = rng.uniform(0.40, 0.55), rng.uniform(0.45, 0.60)         # label size, fraction of the side
+    top, left = rng.uniform(0.05, 0.95 - h), rng.uniform(0.05, 0.95 - w)
+    inside = (y >= top) & (y < top + h) & (x >= left) & (x < left + w)
+    paper = rng.uniform(0.80, 0.92) * (1.0 + rng.normal(0, 0.02, 3))
+    u, v = (x - left) / w, (y - top) / h                              # label coordinates in [0, 1)
+    n = 400                                                           # samples of a row of print
+    line = 0.11                                                       # line pitch, fraction of the label
+    rows = np.stack([_print_row(rng, n) for _ in range(int(0.75 / line) + 1)])
+    row = np.clip(((v - 0.06) / line).astype(int), 0, len(rows) - 1)
+    in_line = ((v - 0.06) % line < 0.65 * line) & (v >= 0.06) & (v < 0.74)
+    margin = (u >= 0.05) & (u < 0.95)
+    col = np.clip(((u - 0.05) / 0.9 * n).astype(int), 0, n - 1)
+    darkness = np.where(in_line & margin, rows[row, col], 0.0)
+    bars = rng.uniform(0.4, 1.0, n) * (rng.random(n) < 0.5)          # a barcode under the text
+    darkness = np.where((v >= 0.79) & (v < 0.95) & margin, bars[col], darkness)
+    grey = paper[None, None] * (1 - 0.8 * darkness[..., None])
+    grey = grey + _grain(rng, S, 0.015)[..., None]
+    grey = (grey + np.roll(grey, 1, 0) + np.roll(grey, 1, 1) + np.roll(grey, (1, 1), (0, 1))) / 4  # print blur
+    image = np.where(inside[..., None], grey, surface)
+    return image.astype(np.float32), foreground
+
+
+SURFACES = {"tile": _tile, "weave": _weave, "disc": _disc, "label": _label}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,8 +333,8 @@ def make_synthetic(split: str, size: int = 64, categories=None, num_per_category
     categories = list(CATEGORIES if categories is None else [categories] if isinstance(categories, str)
                       else categories)
     for c in categories:
-        if c not in CATEGORIES:
-            raise DataError(f"unknown synthetic category {c!r}; known: {', '.join(CATEGORIES)}")
+        if c not in SURFACES:
+            raise DataError(f"unknown synthetic category {c!r}; known: {', '.join(SURFACES)}")
     if not isinstance(size, int) or size < 16:
         raise DataError(f"size must be an int >= 16, got {size!r}")
     if not isinstance(seed, int) or seed < 0:
