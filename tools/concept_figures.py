@@ -225,6 +225,59 @@ def synthetic_head():
     return fig
 
 
+def routing_module():
+    """Chapter 3: the Dynamic Routing Module, one resolution per coarse patch by Gumbel-Softmax."""
+    fig, ax = canvas(9.0, 3.1)
+    levels = ["coarse features\n$h \\times w$", "middle features\n$2h \\times 2w$",
+              "fine features\n$4h \\times 4w$"]
+    boxes = [box(ax, 0.95, 2.55 - 0.8 * i, 1.5, 0.6, t, DATA, size=8) for i, t in enumerate(levels)]
+    pool = [box(ax, 2.65, 2.55 - 0.8 * i, 1.1, 0.5, t, MODEL, size=8)
+            for i, t in enumerate(["as is", "avg-pool 2x2", "avg-pool 4x4"])]
+    for a, b in zip(boxes, pool):
+        arrow(ax, a["r"], b["l"])
+    cat = box(ax, 4.05, 1.75, 0.85, 1.9, "concat\nper\ncoarse\npatch", MODEL, size=8)
+    for b in pool:
+        arrow(ax, b["r"], (cat["l"][0], b["r"][1]))
+    mlp = box(ax, 5.3, 1.75, 1.15, 0.9, "MLP, one\nhidden layer\nlogits $g^{ij}$", MODEL, size=8)
+    arrow(ax, cat["r"], mlp["l"])
+    gum = box(ax, 6.75, 1.75, 1.25, 0.9, "Gumbel-Softmax\n(temperature $\\tau$)\none-hot forward", MODEL,
+              size=8)
+    arrow(ax, mlp["r"], gum["l"])
+    route = ["#c6dbef", "#6baed6", "#c6dbef", "#c6dbef", "#08519c", "#6baed6", "#c6dbef", "#6baed6",
+             "#c6dbef"]
+    grid(ax, 7.95, 1.35, 3, 0.27, route, "one level per patch")
+    arrow(ax, gum["r"], (7.95, 1.75))
+    ax.text(0.2, 0.3, "the decoder gets each coarse patch's codes from the level chosen for it; "
+            "training sees the soft scores' gradient (straight-through)", fontsize=8, color=NOTE)
+    return fig
+
+
+def lambda_ramp():
+    """Chapter 5: the budget weight rises during training; the router gives up fine codes on
+    plain patches first."""
+    fig, ax = canvas(9.0, 2.9)
+    ax.plot([0.6, 3.6], [0.7, 2.3], color="#333333", lw=1.4)
+    ax.plot([0.6, 3.6], [0.7, 0.7], color="#333333", lw=0.8)
+    ax.plot([0.6, 0.6], [0.7, 2.5], color="#333333", lw=0.8)
+    ax.text(2.1, 0.45, "training progress $p = t/T$", ha="center", va="top", fontsize=8, color=NOTE)
+    ax.text(0.45, 1.6, "$\\lambda(p)$", ha="right", va="center", fontsize=9)
+    ax.text(3.65, 2.3, "$\\lambda_{max}$", ha="left", va="center", fontsize=9)
+    coarse, middle, fine = "#c6dbef", "#6baed6", "#08519c"
+    plain = [0, 1, 2, 3, 6]                      # the flat patches; the others hold print
+    states = [(fine, fine), (fine, middle), (coarse, middle)]
+    for k, (title, (c_plain, c_rich)) in enumerate(zip(["small $\\lambda$", "larger", "large $\\lambda$"],
+                                                     states)):
+        colors = [c_plain if i in plain else c_rich for i in range(9)]
+        grid(ax, 4.5 + 1.5 * k, 1.0, 3, 0.33, colors, title)
+        if k:
+            arrow(ax, (4.5 + 1.5 * k - 0.45, 1.5), (4.5 + 1.5 * k - 0.05, 1.5))
+    ax.text(6.25, 2.35, "the same image: flat surface (left, top) and detailed print",
+            ha="center", fontsize=8, color=NOTE)
+    ax.text(0.2, 0.15, "each level costs $c^r / H$ (chapter 4): as $\\lambda$ grows the plain patches "
+            "are the first to drop to cheaper codes", fontsize=8, color=NOTE)
+    return fig
+
+
 FIGURES = {
     "pvqae_flow.svg": pvqae_flow,
     "one_class.svg": one_class,
@@ -232,6 +285,8 @@ FIGURES = {
     "dwt_budget.svg": dwt_budget,
     "lfq_sign.svg": lfq_sign,
     "synthetic_head.svg": synthetic_head,
+    "routing_module.svg": routing_module,
+    "lambda_ramp.svg": lambda_ramp,
 }
 
 
