@@ -1,4 +1,4 @@
-"""``python -m pvqae_lib train | evaluate | benchmark | fewshot | predict | demo`` (DESIGN §3).
+"""``python -m pvqae_lib train | evaluate | benchmark | fewshot | predict | demo``.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback; nothing a user made
 is overwritten without ``--force``. This module runs a command and turns its errors into that one line; the grammar is

@@ -1,6 +1,6 @@
 """Configurations: one dataclass per component, the two profiles, and the device choice.
 
-A *profile* is one chapter in two sizes (DESIGN §2): ``quick`` runs on a 2-core CPU in
+A *profile* is one chapter in two sizes: ``quick`` runs on a 2-core CPU in
 minutes, ``full`` is the paper's setting as far as a Colab GPU allows. Chapters and the
 command line read every size from here and never hard-code them.
 """

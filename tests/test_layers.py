@@ -1,4 +1,4 @@
-"""The package's shape (pvqae_lib/__init__.py, DESIGN §1): layers that import only downward and no
+"""The package's shape (pvqae_lib/__init__.py): layers that import only downward and no
 import circle (import-linter's contracts in pyproject.toml), no module over 400 lines, and the
 backbone decides things only in the detector factory."""
 import ast

@@ -1,4 +1,4 @@
-"""A run directory (DESIGN §1): the files the library writes into it, their provenance, atomic
+"""A run directory: the files the library writes into it, their provenance, atomic
 writes, an exclusive lock, and the rules for what may be overwritten.
 
 One place per idea:

@@ -1,4 +1,4 @@
-"""Widget callbacks for the book's interactive explorers (DESIGN §6).
+"""Widget callbacks for the book's interactive explorers.
 
 Every explorer is split in two plain functions: a *callback* that takes numbers and arrays and
 returns a dict of arrays (unit-tested without a browser), and a *plot* function that draws that
