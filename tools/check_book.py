@@ -78,7 +78,7 @@ HARMLESS_CALLS = {"say", "check", "glue"}  # calls that show nothing else
 SOURCE_CHECK_PENDING = (
     "07b_evaluation",
     "08_real_datasets", "09_lookup_free_quantization", "10_synthetic_anomalies",
-    "03_routing", "05_progressive_budget", "08b_pretrained_features",
+    "08b_pretrained_features",
 )
 
 
