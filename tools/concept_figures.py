@@ -278,6 +278,67 @@ def lambda_ramp():
     return fig
 
 
+def real_protocol():
+    """Chapter 8: the real-data protocol. Normal tiles train, masks only evaluate, seeds give spread."""
+    fig, ax = canvas(9.0, 3.4)
+    data = box(ax, 0.9, 2.05, 1.5, 1.05, "MTSD folders\nMT_Free: normal\nMT_<Defect>:\nimage + mask",
+               DATA, size=8)
+    split = box(ax, 2.75, 2.05, 1.35, 0.75, "seeded split\n(--seed N)", MODEL, size=8)
+    arrow(ax, data["r"], split["l"])
+    train = box(ax, 4.55, 2.85, 1.6, 0.6, "train: 80 % of the\nnormal tiles only", DATA, size=8)
+    test = box(ax, 4.55, 1.25, 1.6, 0.6, "test: other 20 %\n+ every defective", DATA, size=8)
+    arrow(ax, split["r"], train["l"])
+    arrow(ax, split["r"], test["l"])
+    det = box(ax, 6.45, 2.85, 1.45, 0.6, "detector\n(fit, no masks)", MODEL, size=8)
+    arrow(ax, train["r"], det["l"])
+    maps = box(ax, 6.45, 1.25, 1.45, 0.6, "map $S(u)$, raw\nor standardized", SCORE, size=8)
+    arrow(ax, test["r"], maps["l"])
+    arrow(ax, det["b"], maps["t"], "score", offset=(0.28, -0.05))
+    ev = box(ax, 8.3, 1.25, 1.3, 0.95, "image AUROC\npixel AUROC\nPRO", EVAL, size=8)
+    arrow(ax, maps["r"], ev["l"])
+    seeds = box(ax, 8.3, 2.85, 1.3, 0.6, "seeds 0, 1, 2:\nmean ± std", EVAL, size=8)
+    arrow(ax, ev["t"], seeds["b"])
+    ax.text(4.55, 0.55, "labels and masks of the test tiles: used only by the evaluation",
+            fontsize=8, color=NOTE, ha="center")
+    ax.text(0.15, 0.2, "standardized: $(S(u) - \\mu(u))\\,/\\,\\sigma(u)$, with $\\mu$ and "
+            "$\\sigma$ taken over the training tiles' maps at the same pixel $u$",
+            fontsize=8, color=NOTE, ha="left")
+    return fig
+
+
+def code_bank():
+    """Chapter 8b: a frozen pyramid under PVQAE's codebooks read as a memory bank, beside PatchCore."""
+    fig, ax = canvas(9.0, 3.6)
+    img = box(ax, 0.5, 1.8, 0.75, 0.7, "tile $x$", DATA, size=8)
+    net = box(ax, 1.75, 1.8, 1.25, 1.0, "frozen\nEfficientNet-\nLite0\n(ImageNet)", EVAL, size=8)
+    arrow(ax, img["r"], net["l"])
+    levels = [box(ax, 3.4, 2.45 - 0.65 * i, 1.3, 0.45, t, DATA, size=8)
+              for i, t in enumerate(["coarse 7 x 7", "middle 14 x 14", "fine 28 x 28"])]
+    for lv in levels:
+        arrow(ax, net["r"], lv["l"])
+    ax.text(3.4, 2.9, "descriptors $z_r$ per level", fontsize=8, color=NOTE, ha="center")
+    books = box(ax, 5.15, 2.45, 1.6, 0.8, "codebook per level:\n4096 codes, k-means\non normal tiles",
+                MODEL, size=8)
+    for lv in levels:
+        arrow(ax, lv["r"], books["l"])
+    dist = box(ax, 6.85, 2.45, 1.3, 0.8, "$d_r$: distance\nto the nearest\ncode", SCORE, size=8)
+    arrow(ax, books["r"], dist["l"])
+    router = box(ax, 6.85, 1.3, 1.3, 0.6, "router: one level\nper coarse patch", MODEL, size=8)
+    arrow(ax, router["t"], dist["b"], "picks $r^*$", offset=(0.42, -0.1))
+    out = box(ax, 8.4, 2.45, 1.0, 0.8, "anomaly\nmap", SCORE, size=8)
+    arrow(ax, dist["r"], out["l"])
+    ax.text(6.0, 3.2, "PVQAE code bank: the codebooks are the memory", fontsize=8, weight="bold",
+            ha="center")
+    bank = box(ax, 5.15, 0.45, 1.6, 0.6, "memory bank: 1 % of\nthe real patches", MODEL, size=8)
+    arrow(ax, levels[2]["b"], bank["l"], rad=0.25)
+    pc = box(ax, 6.85, 0.45, 1.3, 0.6, "distance to the\nnearest patch", SCORE, size=8)
+    arrow(ax, bank["r"], pc["l"])
+    pc_out = box(ax, 8.4, 0.45, 1.0, 0.6, "anomaly\nmap", SCORE, size=8)
+    arrow(ax, pc["r"], pc_out["l"])
+    ax.text(5.15, 0.0, "PatchCore, on the same features (middle + fine)", fontsize=8, weight="bold",
+            ha="center")
+    return fig
+
 FIGURES = {
     "pvqae_flow.svg": pvqae_flow,
     "one_class.svg": one_class,
@@ -287,6 +348,8 @@ FIGURES = {
     "synthetic_head.svg": synthetic_head,
     "routing_module.svg": routing_module,
     "lambda_ramp.svg": lambda_ramp,
+    "real_protocol.svg": real_protocol,
+    "code_bank.svg": code_bank,
 }
 
 
