@@ -15,10 +15,12 @@ URL = re.compile(r"git\+(https://github\.com/[\w.-]+/[\w.-]+)")
 
 
 def test_every_chapter_of_the_plan_is_in_the_toc():
-    # the ten chapters of the plan, chapter 7b (evaluation, split from 7 by issue 23) after 7, and chapter 8b
-    # (PVQAE on a pretrained feature pyramid) after 8
+    # the ten chapters of the plan, chapter 3b (trained routers, split from 3 by issue 31) after 3,
+    # chapter 7b (evaluation, split from 7 by issue 23) after 7, and chapter 8b (PVQAE on a
+    # pretrained feature pyramid) after 8
     stems = [p.stem for p in CHAPTERS]
-    assert len(CHAPTERS) == 12 and stems.index("08b_pretrained_features") == stems.index("08_real_datasets") + 1
+    assert stems.index("03b_trained_routers") == stems.index("03_routing") + 1
+    assert len(CHAPTERS) == 13 and stems.index("08b_pretrained_features") == stems.index("08_real_datasets") + 1
     assert stems.index("07b_evaluation") == stems.index("07_scoring_evaluation") + 1
 
 

@@ -339,6 +339,29 @@ def code_bank():
             ha="center")
     return fig
 
+def allocation():
+    """Chapter 3b: what a trained router should do with an image whose richness varies, and the
+    frame a zero-padded pretrained network adds."""
+    fig, ax = canvas(9.0, 2.7)
+    flat, print_, c, m = "#e6e6e6", "#7a7a7a", "#c6dbef", "#6baed6"
+    n, cell = 6, 0.3
+    image = [print_ if (2 <= r <= 3 and 2 <= q <= 4) else flat for r in range(n) for q in range(n)]
+    grid(ax, 0.35, 0.6, n, cell, image, "image: flat surface, printed label")
+    ent = ["#de2d26" if v == print_ else "#fee0d2" for v in image]
+    grid(ax, 2.7, 0.6, n, cell, ent, "DWT entropy per patch")
+    arrow(ax, (2.2, 1.5), (2.65, 1.5))
+    want = [m if v == print_ else c for v in image]
+    grid(ax, 5.0, 0.6, n, cell, want, "router: finer codes on the print")
+    arrow(ax, (4.55, 1.5), (4.95, 1.5))
+    frame = [m if (r in (0, n - 1) or q in (0, n - 1)) else want[n * r + q]
+             for r in range(n) for q in range(n)]
+    arrow(ax, (6.85, 1.5), (6.98, 1.5))
+    grid(ax, 7.0, 0.6, n, cell, frame, "zero padding adds a frame")
+    ax.text(4.5, 2.55, "coarse (light) and middle (darker) codes per coarse patch", ha="center",
+            fontsize=8, color=NOTE)
+    return fig
+
+
 FIGURES = {
     "pvqae_flow.svg": pvqae_flow,
     "one_class.svg": one_class,
@@ -348,6 +371,7 @@ FIGURES = {
     "synthetic_head.svg": synthetic_head,
     "routing_module.svg": routing_module,
     "lambda_ramp.svg": lambda_ramp,
+    "allocation.svg": allocation,
     "real_protocol.svg": real_protocol,
     "code_bank.svg": code_bank,
 }
