@@ -339,6 +339,7 @@ def code_bank():
             ha="center")
     return fig
 
+
 def allocation():
     """Chapter 3b: what a trained router should do with an image whose richness varies, and the
     frame a zero-padded pretrained network adds."""
@@ -362,6 +363,106 @@ def allocation():
     return fig
 
 
+LEVELS = ["#3b6fb6", "#e8a90c", "#c2185b"]   # coarse, middle, fine: the colours of pv.viz.LEVEL_COLORS
+HIDDEN = "#bbbbbb"
+
+
+def budget_prior_mask():
+    """Chapter 6: the Budget Prior Transformer's masked prediction of budget tokens."""
+    fig, ax = canvas(9.0, 2.5)
+    levels = [1, 1, 0, 0, 1, 2, 1, 0, 1, 2, 2, 1, 0, 1, 1, 1]
+    hidden = {5, 10, 12}
+    ax.text(0.85, 2.65, "budget map $B$ (4 x 4)", fontsize=9, ha="center", color=NOTE)
+    grid(ax, 0.25, 1.05, 4, 0.3, [LEVELS[v] for v in levels], "level per coarse patch")
+    arrow(ax, (1.5, 1.65), (1.95, 1.65), "flatten", offset=(0, 0.05))
+    # the token sequence: class token, then 16 tokens, hidden ones grey with "?"
+    x0, cell = 2.0, 0.17
+    ax.add_patch(Rectangle((x0, 1.65 - cell / 2), cell, cell, fc=EVAL, ec="#444444", lw=0.5))
+    ax.text(x0 + cell / 2, 1.65, "c", ha="center", va="center", fontsize=7)
+    for i, v in enumerate(levels):
+        x = x0 + (i + 1.3) * cell
+        ax.add_patch(Rectangle((x, 1.65 - cell / 2), cell, cell, fc=HIDDEN if i in hidden else LEVELS[v],
+                               ec="#444444", lw=0.5))
+        if i in hidden:
+            ax.text(x + cell / 2, 1.65, "?", ha="center", va="center", fontsize=7)
+    ax.text(x0, 1.45, "class token c + 16 budget\ntokens (grey: hidden)", fontsize=8, color=NOTE,
+            va="top")
+    ax.text(x0, 1.9, "+ level and position\nembeddings", fontsize=8, color=NOTE)
+    end = x0 + 17.3 * cell
+    block = box(ax, 5.75, 1.65, 1.35, 0.95, "transformer\nblock\n(attention + MLP)", MODEL, size=9)
+    arrow(ax, (end + 0.05, 1.65), block["l"])
+    out = box(ax, 7.85, 1.65, 1.5, 0.95, "predicted level\n$\\hat b_\\mathrm{norm}$ at\neach position",
+              SCORE, size=9)
+    arrow(ax, block["r"], out["l"])
+    loss = box(ax, 6.6, 0.45, 3.6, 0.5, "$L_\\mathrm{Prior}$: cross-entropy on the hidden "
+               "positions only", EVAL, size=9)
+    arrow(ax, out["b"], (loss["r"][0] - 0.3, loss["t"][1]), dashed=True)
+    ax.text(0.2, 0.45, "trained on the budgets\nof normal images only", fontsize=9, color=NOTE,
+            va="center")
+    return fig
+
+
+def _heat(v):
+    """A white-to-red colour for v in [0, 1]."""
+    v = min(max(v, 0.0), 1.0)
+    return (1.0, 1.0 - 0.75 * v, 1.0 - 0.85 * v)
+
+
+def score_product():
+    """Chapter 7: S = S_prior x S_recon, the coarse prior map up-sampled and multiplied pixel by pixel."""
+    fig, ax = canvas(9.0, 2.5)
+    prior = [0.1] * 16
+    prior[5] = 1.0                                 # the one patch whose budget surprised the prior
+    recon = [[0.15] * 8 for _ in range(8)]
+    for r, c, v in ((2, 2, 1.0), (2, 3, 0.8), (3, 2, 0.7), (3, 3, 0.9),   # the defect
+                    (6, 6, 0.8), (0, 7, 0.6)):                             # normal texture errors
+        recon[r][c] = v
+    up = [[prior[(r // 2) * 4 + c // 2] for c in range(8)] for r in range(8)]
+    prod = [[up[r][c] * recon[r][c] for c in range(8)] for r in range(8)]
+    top = max(max(row) for row in prod)
+    cell = 0.18
+    grid(ax, 0.35, 0.95, 4, 0.36, [_heat(v) for v in prior], None)
+    ax.text(1.07, 2.7, "$S_\\mathrm{prior}$ (coarse grid)", fontsize=9, ha="center", color=NOTE)
+    ax.text(1.07, 0.8, "budget surprise,\nsums to 1 per image", fontsize=8, ha="center", va="top",
+            color=NOTE)
+    arrow(ax, (1.9, 1.67), (2.45, 1.67), "up-sample", offset=(0, 0.08))
+    flat = [v for row in up for v in row]
+    grid(ax, 2.55, 0.95, 8, cell, [_heat(v) for v in flat], None)
+    ax.text(3.27, 2.7, "to pixels", fontsize=9, ha="center", color=NOTE)
+    ax.text(4.3, 1.67, "$\\times$", fontsize=16, ha="center", va="center")
+    grid(ax, 4.6, 0.95, 8, cell, [_heat(v) for row in recon for v in row], None)
+    ax.text(5.32, 2.7, "$S_\\mathrm{recon} = \\|\\hat x - x\\|^2$", fontsize=8, ha="center", color=NOTE)
+    ax.text(5.32, 0.8, "decoded with the\npredicted budget", fontsize=8, ha="center", va="top",
+            color=NOTE)
+    ax.text(6.35, 1.67, "=", fontsize=16, ha="center", va="center")
+    grid(ax, 6.65, 0.95, 8, cell, [_heat(v / top) for row in prod for v in row], None)
+    ax.text(7.37, 2.7, "$S$, then smoothed", fontsize=9, ha="center", color=NOTE)
+    ax.text(7.37, 0.8, "high where both\nfactors are high", fontsize=8, ha="center", va="top",
+            color=NOTE)
+    score = box(ax, 8.65, 1.67, 0.6, 0.7, "max\n→ image\nscore", SCORE, size=8)
+    arrow(ax, (8.12, 1.67), score["l"])
+    return fig
+
+
+def three_metrics():
+    """Chapter 7b: one anomaly map per test image, read three ways: image AUROC, pixel AUROC, PRO."""
+    fig, ax = canvas(9.0, 3.0)
+    maps = box(ax, 0.95, 1.55, 1.5, 1.0, "anomaly maps\n$S$ of all\ntest images", SCORE, size=9)
+    rows = [(2.5, "one score per image\n(the maximum of $S$)",
+             "image AUROC\nnormal vs defective\nimages ranked"),
+            (1.55, "every pixel, labelled\nby the defect masks",
+             "pixel AUROC\nall pixels pooled:\nlarge defects weigh most"),
+            (0.6, "each connected defect\nregion on its own",
+             "PRO: overlap per region,\naveraged, up to\n30 % false positives")]
+    for y, how, what in rows:
+        mid = box(ax, 3.65, y, 2.3, 0.72, how, DATA, size=9)
+        arrow(ax, maps["r"], mid["l"])
+        end = box(ax, 6.6, y, 2.3, 0.85, what, EVAL, size=9)
+        arrow(ax, mid["r"], end["l"])
+    ax.text(7.85, 1.55, "per category,\nthen the mean", fontsize=9, color=NOTE, ha="left", va="center")
+    return fig
+
+
 FIGURES = {
     "pvqae_flow.svg": pvqae_flow,
     "one_class.svg": one_class,
@@ -374,6 +475,9 @@ FIGURES = {
     "allocation.svg": allocation,
     "real_protocol.svg": real_protocol,
     "code_bank.svg": code_bank,
+    "budget_prior_mask.svg": budget_prior_mask,
+    "score_product.svg": score_product,
+    "three_metrics.svg": three_metrics,
 }
 
 
