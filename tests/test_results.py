@@ -194,6 +194,8 @@ def test_results_page_is_plain_myst(tmp_path):
     cells = [len(re.findall(r"(?<!\\)\|", line)) for line in page if line.startswith("|")]
     header_pipes = {len(P.FULL_COLUMNS) + 1, len(P.SUMMARY_COLUMNS) + 1, 6}
     assert set(cells) <= header_pipes
+    # each full list is folded (the page stays short; the summary shows at once)
+    assert sum(line.startswith("````{dropdown}") for line in page) == 3
     assert "python -m pvqae_lib train" not in "\n".join(page)       # the commands stay in the JSON files
     assert "python -m pvqae_lib fewshot" not in "\n".join(page)
 

@@ -334,7 +334,7 @@ def results_page(index: pd.DataFrame) -> str:
              f"Every committed evaluation ({len(ev)} of the {len(index)} files in `book/_static/results/`), "
              "as `pvqae_lib.runs.results.load_index()` reads it from `book/_static/results/index.csv`: first a "
              "summary, "
-             "then every run, one row each, by dataset, sorted by model (with its scoring), training and seed, so "
+             "then every run (unfold a dataset's list), one row each, by dataset, sorted by model (with its scoring), training and seed, so "
              "that the seeds of one configuration sit together. The first column names the run's JSON file (the "
              "line above each table gives the part of the name the table leaves out). AUROC and PRO in %, means "
              "over categories. *training*: image size and epochs, then what differs from the training defaults "
@@ -354,18 +354,19 @@ def results_page(index: pd.DataFrame) -> str:
         machines = sorted(set(rows["machine"].dropna()))
         parts += [f"## {DATASET_TITLES.get(dataset, dataset)}", "",
                   f"{len(rows)} evaluations, trained and scored on: {'; '.join(machines)}.", "",
-                  full_table(rows), ""]
+                  f"````{{dropdown}} Every run ({len(rows)})", full_table(rows), "````", ""]
     other = index[index["kind"] != "evaluate"]
     if len(other):
         parts += ["## Other results", "",
                   "Benchmark and few-shot results keep their own tables, and their commands, in their JSON files "
                   "(chapter 8 reads the benchmark, chapter 10 the few-shot results).", "",
+                  f"````{{dropdown}} Every file ({len(other)})",
                   "| file | kind | dataset | seconds | commit |", "|---|---|---|---|---|"]
         for _, r in other.iterrows():
             dataset = r["dataset"] if isinstance(r["dataset"], str) else ""
             parts.append(f"| {cell(r['file'])} | {r['kind']} | {dataset} | {seconds(r['seconds'])} | "
                          f"{short_commit(r['git_commit'])} |")
-        parts.append("")
+        parts += ["````", ""]
     return "\n".join(parts)
 
 
