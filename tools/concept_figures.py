@@ -26,6 +26,8 @@ STYLE = {"svg.hashsalt": "pvqae-book", "svg.fonttype": "none", "font.family": "D
          "font.size": 10}
 # one palette for every diagram: data, model parts, scores, evaluation
 DATA, MODEL, SCORE, EVAL, NOTE = "#dbe9f6", "#fde9c9", "#e3f1dc", "#eeeeee", "#555555"
+LEVELS = ["#3b6fb6", "#e8a90c", "#c2185b"]   # coarse, middle, fine: the colours of pv.viz.LEVEL_COLORS
+HIDDEN = "#bbbbbb"
 
 
 def canvas(width: float, height: float):
@@ -164,8 +166,8 @@ def dwt_budget():
     arrow(ax, dwt["r"], (3.55, 1.6))
     cost = box(ax, 5.6, 1.6, 1.6, 0.9, "cost of a level\nhigh where the patch\nis plain", MODEL, size=8)
     arrow(ax, (4.5, 1.6), cost["l"])
-    route = ["#c6dbef", "#c6dbef", "#6baed6", "#08519c", "#c6dbef", "#6baed6", "#08519c", "#6baed6",
-             "#c6dbef"]
+    c, m, f = LEVELS
+    route = [c, c, m, f, c, m, f, m, c]
     grid(ax, 6.9, 1.95, 3, 0.25, route, None)
     ax.text(7.27, 2.82, "router's levels", fontsize=8, ha="center", color=NOTE)
     arrow(ax, (7.27, 1.9), (7.27, 1.35))
@@ -243,8 +245,8 @@ def routing_module():
     gum = box(ax, 6.75, 1.75, 1.25, 0.9, "Gumbel-Softmax\n(temperature $\\tau$)\none-hot forward", MODEL,
               size=8)
     arrow(ax, mlp["r"], gum["l"])
-    route = ["#c6dbef", "#6baed6", "#c6dbef", "#c6dbef", "#08519c", "#6baed6", "#c6dbef", "#6baed6",
-             "#c6dbef"]
+    c, m, f = LEVELS
+    route = [c, m, c, c, f, m, c, m, c]
     grid(ax, 7.95, 1.35, 3, 0.27, route, "one level per patch")
     arrow(ax, gum["r"], (7.95, 1.75))
     ax.text(0.2, 0.3, "the decoder gets each coarse patch's codes from the level chosen for it; "
@@ -262,9 +264,9 @@ def lambda_ramp():
     ax.text(2.1, 0.45, "training progress $p = t/T$", ha="center", va="top", fontsize=8, color=NOTE)
     ax.text(0.45, 1.6, "$\\lambda(p)$", ha="right", va="center", fontsize=9)
     ax.text(3.65, 2.3, "$\\lambda_{max}$", ha="left", va="center", fontsize=9)
-    coarse, middle, fine = "#c6dbef", "#6baed6", "#08519c"
+    coarse, middle, fine = LEVELS
     plain = [0, 1, 2, 3, 6]                      # the flat patches; the others hold print
-    states = [(fine, fine), (fine, middle), (coarse, middle)]
+    states = [(fine, fine), (middle, fine), (coarse, middle)]   # (plain, detailed)
     for k, (title, (c_plain, c_rich)) in enumerate(zip(["small $\\lambda$", "larger", "large $\\lambda$"],
                                                      states)):
         colors = [c_plain if i in plain else c_rich for i in range(9)]
@@ -344,7 +346,8 @@ def allocation():
     """Chapter 3b: what a trained router should do with an image whose richness varies, and the
     frame a zero-padded pretrained network adds."""
     fig, ax = canvas(9.0, 2.7)
-    flat, print_, c, m = "#e6e6e6", "#7a7a7a", "#c6dbef", "#6baed6"
+    flat, print_ = "#e6e6e6", "#7a7a7a"
+    c, m, _ = LEVELS
     n, cell = 6, 0.3
     image = [print_ if (2 <= r <= 3 and 2 <= q <= 4) else flat for r in range(n) for q in range(n)]
     grid(ax, 0.35, 0.6, n, cell, image, "image: flat surface, printed label")
@@ -358,13 +361,11 @@ def allocation():
              for r in range(n) for q in range(n)]
     arrow(ax, (6.85, 1.5), (6.98, 1.5))
     grid(ax, 7.0, 0.6, n, cell, frame, "zero padding adds a frame")
-    ax.text(4.5, 2.55, "coarse (light) and middle (darker) codes per coarse patch", ha="center",
+    ax.text(4.5, 2.55, "coarse (blue) and middle (yellow) codes per coarse patch", ha="center",
             fontsize=8, color=NOTE)
     return fig
 
 
-LEVELS = ["#3b6fb6", "#e8a90c", "#c2185b"]   # coarse, middle, fine: the colours of pv.viz.LEVEL_COLORS
-HIDDEN = "#bbbbbb"
 
 
 def budget_prior_mask():
