@@ -60,8 +60,8 @@ book: warm
 check-book: $(STAMP)
 	$(PY) tools/check_book.py
 
-## page-metrics: each built page's height and cut code blocks at 1280 px, in headless Chromium
-## (a page over 12,000 px fails)
+## page-metrics: each built page's height, cut code blocks and too-wide equations at 1280 px, in
+## headless Chromium (a page over 12,000 px, or an equation past its column or number, fails)
 page-metrics: $(STAMP)
 	$(PY) tools/page_metrics.py
 

@@ -7,6 +7,7 @@ tests/test_results.py.) No notebook is executed and the real README.md is never 
 """
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -280,3 +281,21 @@ def test_page_metrics_reads_what_its_probe_wrote():
     assert pm.parse(dom) == metrics
     assert pm.parse("<body></body>") is None
     assert "</body>" in pm.PROBE and "scrollHeight" in pm.PROBE
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_page_metrics_finds_cut_code_and_equations_that_run_into_their_number(tmp_path):
+    """The probe in a real headless Chromium: a 600 px equation in a 400 px column and a code line wider
+    than its block are reported; an equation that fits beside its number is not."""
+    pm = load_tool("page_metrics")
+    math = ('<div class="math" id="equation-{name}"><span class="eqno" style="float:right">(1)</span>'
+            '<mjx-container style="display:block;overflow-x:auto"><svg width="{width}" height="20">'
+            '</svg></mjx-container></div>')
+    page = tmp_path / "page.html"
+    page.write_text('<html><body><article style="width:400px">' + math.format(name="wide", width=600)
+                    + math.format(name="fits", width=100)
+                    + '<pre style="width:100px;overflow:auto">' + "x" * 80 + "</pre></article></body></html>")
+    metrics = pm.measure(page, chromium=shutil.which("chromium"))
+    assert metrics["math"] == ["equation-wide"]
+    assert [c["columns"] for c in metrics["cut"]] == [80]
+    assert not (tmp_path / "page.__metrics.html").exists()

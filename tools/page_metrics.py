@@ -4,8 +4,9 @@
 
 For each page of _toc.yml (or the pages named, e.g. ``book/02_vq_vae_basics``) headless Chromium
 loads the built HTML and reports the document's height and the code blocks of the page body
-(``article pre``) whose text is wider than the block (cut at the right, or a scroll bar). A page
-taller than MAX_HEIGHT px fails (exit 1); cut blocks are listed (library listings folded with
+(``article pre``) whose text is wider than the block (cut at the right, or a scroll bar), and the
+display equations wider than the column or running into their number. A page taller than
+MAX_HEIGHT px, or with such an equation, fails (exit 1); cut blocks are listed (library listings folded with
 hide-cell are among them: the library's own lines may be 120 columns). Needs Debian's chromium;
 run after ``make book``. The measurement happens in a copy of the page beside it, removed after.
 """
@@ -35,8 +36,19 @@ PROBE = """<script>window.addEventListener("load", () => setTimeout(() => {
       cut.push({columns: Math.max(...lines.map(l => l.length)), start: lines[0].slice(0, 40)});
     }
   });
+  const math = [];
+  document.querySelectorAll("article div.math").forEach(d => {
+    const c = d.querySelector("mjx-container"), no = d.querySelector(".eqno");
+    const m = c && c.querySelector(":scope > svg, :scope > mjx-math");
+    if (!m) return;
+    const r = m.getBoundingClientRect();
+    if (c.scrollWidth > c.clientWidth + 1 || r.right > d.getBoundingClientRect().right + 1
+        || (no && r.right > no.getBoundingClientRect().left - 2)) {
+      math.push(d.id || d.textContent.slice(0, 40));
+    }
+  });
   document.body.setAttribute("data-metrics", JSON.stringify(
-    {height: document.documentElement.scrollHeight, cut: cut}));
+    {height: document.documentElement.scrollHeight, cut: cut, math: math}));
 }, 3000))</script></body>"""
 METRICS = re.compile(r'data-metrics="([^"]*)"')
 
@@ -87,10 +99,12 @@ def main(argv=None) -> int:
             failures += 1
             continue
         tall = metrics["height"] > MAX_HEIGHT
-        failures += tall
+        wide_math = metrics.get("math", [])
+        failures += tall or bool(wide_math)
         cut = ", ".join(f"{c['columns']} col. '{c['start'].strip()}'" for c in metrics["cut"])
         print(f"{name}: {metrics['height']} px{' (over ' + str(MAX_HEIGHT) + ')' if tall else ''}; "
-              f"{len(metrics['cut'])} cut code block(s){': ' + cut if cut else ''}")
+              f"{len(metrics['cut'])} cut code block(s){': ' + cut if cut else ''}"
+              f"{'; equations too wide: ' + ', '.join(wide_math) if wide_math else ''}")
     return 1 if failures else 0
 
 
