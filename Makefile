@@ -36,7 +36,8 @@ unit: $(STAMP)
 ## warm: train the models the chapters share, once (they are cached on disk, never in the repository).
 ## warm, nbval, book and times run one torch thread per process unless OMP_NUM_THREADS is set (on the
 ## 2-core CPU two threads per process made the first `make book` run 36 minutes, one thread trained the
-## same models in 342 s) and print unbuffered, so each model's line appears as it is trained.
+## same models in 342 s) and print unbuffered, so each model's line appears as it is trained; warm
+## trains two models at once on 2 cores (tools/warm_cache.py --jobs).
 RUN := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} PYTHONUNBUFFERED=1 PVQAE_PROFILE=quick
 
 warm: $(STAMP)

@@ -299,3 +299,24 @@ def test_page_metrics_finds_cut_code_and_equations_that_run_into_their_number(tm
     assert metrics["math"] == ["equation-wide"]
     assert [c["columns"] for c in metrics["cut"]] == [80]
     assert not (tmp_path / "page.__metrics.html").exists()
+
+
+# --------------------------------------------------------------------------- warm_cache
+def test_warm_cache_fills_the_cores_on_a_cpu_and_trains_in_turn_on_a_gpu():
+    wc = load_tool("warm_cache")
+    assert wc.default_jobs("cpu", 2, 1) == 2          # make warm on the 2-core CI: both cores
+    assert wc.default_jobs("cpu", 2, 2) == 1          # two threads per process already fill them
+    assert wc.default_jobs("cpu", 16, 4) == 4
+    assert wc.default_jobs("cpu", None, 1) == 1       # os.cpu_count() may be None
+    assert wc.default_jobs("cuda", 16, 1) == 1        # one GPU: the models take turns
+    with pytest.raises(SystemExit):
+        wc.main(["--jobs", "0"])
+
+
+def test_warm_cache_trains_every_shared_model_and_every_sweep_once():
+    wc = load_tool("warm_cache")
+    import pvqae_lib as pv
+    work = wc.work_list()
+    assert [(m, o) for _, m, o in work[:len(pv.book.BOOK_MODELS)]] == [tuple(x) for x in pv.book.BOOK_MODELS]
+    assert [o for _, m, o in work if m == "sweep"] == list(pv.widgets.lam.sweep_settings())
+    assert len({label for label, _, _ in work}) == len(work)
